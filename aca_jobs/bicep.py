@@ -1,0 +1,107 @@
+"""Generate the cloud stage's job lists from the registry `JOBS`, its single source.
+
+    python -m aca_jobs.bicep            # rewrite the generated files
+    python -m aca_jobs.bicep --check    # exit 1 when any of them is out of date
+
+Three files follow the registry:
+- `infra/bicep/app/jobs.json`: one ACA job per entry: name, cron schedule (null = manual
+  trigger), command and `replicaTimeout` (the Job's `replica_timeout`, else the value already in
+  jobs.json, else 1800 seconds);
+- `azure.yaml`: one azd service per job (the same image as the function app);
+- `infra/bicep/main.parameters.json`: the `jobImages` map azd fills per service.
+tests/infra fails while a file and the registry disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from aca_jobs import JOBS
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS_JSON = ROOT / "infra" / "bicep" / "app" / "jobs.json"
+AZURE_YAML = ROOT / "azure.yaml"
+PARAMETERS_JSON = ROOT / "infra" / "bicep" / "main.parameters.json"
+DEFAULT_REPLICA_TIMEOUT = 1800
+# Everything in azure.yaml after the services: the hooks, kept verbatim.
+_HOOKS_MARKER = "hooks:\n"
+_SERVICE = """  {name}:
+    project: .
+    language: python
+    host: containerapp
+    docker:
+      path: ./Dockerfile
+      context: .
+      platform: linux/amd64
+      remoteBuild: true
+"""
+
+
+def job_definitions(existing: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The jobs.json entries for the registry, in registry order."""
+    kept = {str(d.get("name")): d.get("replicaTimeout") for d in existing or []}
+    return [
+        {
+            "name": job.name,
+            "schedule": job.schedule,
+            "command": job.command,
+            "replicaTimeout": job.replica_timeout or kept.get(job.name) or DEFAULT_REPLICA_TIMEOUT,
+        }
+        for job in JOBS.values()
+    ]
+
+
+def render(existing: list[dict[str, Any]] | None = None) -> str:
+    """The text of jobs.json for the registry."""
+    return json.dumps(job_definitions(existing), indent=2) + "\n"
+
+
+def render_azure_yaml(current: str) -> str:
+    """azure.yaml with its services section rebuilt: the function app, then one per job."""
+    head, _, rest = current.partition("services:\n")
+    _, _, hooks = rest.partition(_HOOKS_MARKER)
+    services = "".join(_SERVICE.format(name=name) for name in ("functions", *JOBS))
+    return f"{head}services:\n{services}{_HOOKS_MARKER}{hooks}"
+
+
+def render_parameters(current: str) -> str:
+    """main.parameters.json with `jobImages` naming every job's azd image variable."""
+    document = json.loads(current)
+    document["parameters"]["jobImages"] = {
+        "value": {
+            name: "${SERVICE_" + name.upper().replace("-", "_") + "_IMAGE_NAME=}" for name in JOBS
+        }
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the generated files, or with --check report whether they are up to date."""
+    parser = argparse.ArgumentParser(prog="python -m aca_jobs.bicep")
+    parser.add_argument("--check", action="store_true", help="fail when a file is stale")
+    args = parser.parse_args(argv)
+    current_jobs = JOBS_JSON.read_text() if JOBS_JSON.exists() else "[]"
+    files = {
+        JOBS_JSON: (current_jobs, render(json.loads(current_jobs))),
+        AZURE_YAML: (AZURE_YAML.read_text(), render_azure_yaml(AZURE_YAML.read_text())),
+        PARAMETERS_JSON: (
+            PARAMETERS_JSON.read_text(),
+            render_parameters(PARAMETERS_JSON.read_text()),
+        ),
+    }
+    stale = [path for path, (current, wanted) in files.items() if current != wanted]
+    if args.check:
+        for path in stale:
+            sys.stderr.write(f"{path.relative_to(ROOT)} is stale: run python -m aca_jobs.bicep\n")
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(files[path][1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

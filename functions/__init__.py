@@ -1,0 +1,1 @@
+"""The triggers: one blueprint per area; each handler parses, calls shared/, and maps errors."""

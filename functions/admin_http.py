@@ -1,0 +1,195 @@
+"""Platform admin API under `/api/platform/...`: tenants, API keys, bearer-token identity.
+
+Routes live under `platform/`, not `admin/`: the Functions host reserves routes and function
+names starting with `admin` (its own admin API), even behind the `api` prefix
+(Azure/azure-functions-host#1781). Every route needs ASCENT_ADMIN_KEY (see shared.tenancy).
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
+
+from shared.db.engine import db_session
+from shared.http import api, read_json
+from shared.openapi import documented
+from shared.tenancy import (
+    IdentityConfig,
+    IssuedKey,
+    KeyCreate,
+    KeyList,
+    KeyOut,
+    TenantCreate,
+    TenantList,
+    TenantOut,
+    WebhookSecretOut,
+    create_tenant,
+    get_webhook_secret,
+    issue_key,
+    list_keys,
+    list_tenants,
+    require_admin,
+    revoke_key,
+    rotate_key,
+    rotate_webhook_secret,
+    set_identity,
+)
+
+bp = func.Blueprint()
+_ANON = func.AuthLevel.ANONYMOUS
+_TAGS = ["platform"]
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _admin(req: Request) -> None:
+    require_admin(req.headers.get("authorization"))
+
+
+@bp.route(route="platform/tenants", methods=["POST"], auth_level=_ANON)
+@documented(
+    summary="Create a tenant",
+    request=TenantCreate,
+    response=TenantOut,
+    status=201,
+    errors=[403, 404, 409],
+    tags=_TAGS,
+)
+@api
+async def platform_create_tenant(req: Request) -> Response:
+    """Create a tenant (admin key required)."""
+    _admin(req)
+    body = await read_json(req, TenantCreate)
+    async with db_session() as db:
+        tenant = await create_tenant(session=db, body=body)
+    return JSONResponse(tenant.model_dump(mode="json"), status_code=201)
+
+
+@bp.route(route="platform/tenants", methods=["GET"], auth_level=_ANON)
+@documented(summary="List tenants", response=TenantList, errors=[403, 404], tags=_TAGS)
+@api
+async def platform_list_tenants(req: Request) -> Response:
+    """List tenants (admin key required)."""
+    _admin(req)
+    async with db_session() as db:
+        tenants = await list_tenants(session=db)
+    return JSONResponse(TenantList(tenants=tenants).model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/keys", methods=["POST"], auth_level=_ANON)
+@documented(
+    summary="Issue an API key (plaintext shown once)",
+    request=KeyCreate,
+    response=IssuedKey,
+    status=201,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_issue_key(req: Request) -> Response:
+    """Issue a key for the tenant; the response is the only place its plaintext appears."""
+    _admin(req)
+    body = await read_json(req, KeyCreate)
+    async with db_session() as db:
+        issued = await issue_key(session=db, tenant_id=req.path_params["tenant_id"], name=body.name)
+    return JSONResponse(issued.model_dump(mode="json"), status_code=201, headers=_NO_STORE)
+
+
+@bp.route(route="platform/tenants/{tenant_id}/keys", methods=["GET"], auth_level=_ANON)
+@documented(summary="List a tenant's API keys", response=KeyList, errors=[403, 404], tags=_TAGS)
+@api
+async def platform_list_keys(req: Request) -> Response:
+    """List the tenant's keys by prefix and id, never with secrets."""
+    _admin(req)
+    async with db_session() as db:
+        keys = await list_keys(session=db, tenant_id=req.path_params["tenant_id"])
+    return JSONResponse(KeyList(keys=keys).model_dump(mode="json"))
+
+
+@bp.route(
+    route="platform/tenants/{tenant_id}/keys/{key_id}/rotate", methods=["POST"], auth_level=_ANON
+)
+@documented(
+    summary="Rotate an API key (old one stops at once)",
+    response=IssuedKey,
+    status=201,
+    errors=[403, 404, 409],
+    tags=_TAGS,
+)
+@api
+async def platform_rotate_key(req: Request) -> Response:
+    """Revoke the key and issue its replacement; the old key fails on its next use anywhere."""
+    _admin(req)
+    async with db_session() as db:
+        issued = await rotate_key(
+            session=db,
+            tenant_id=req.path_params["tenant_id"],
+            key_id=req.path_params["key_id"],
+        )
+    return JSONResponse(issued.model_dump(mode="json"), status_code=201, headers=_NO_STORE)
+
+
+@bp.route(route="platform/tenants/{tenant_id}/keys/{key_id}", methods=["DELETE"], auth_level=_ANON)
+@documented(summary="Revoke an API key", response=KeyOut, errors=[403, 404, 503], tags=_TAGS)
+@api
+async def platform_revoke_key(req: Request) -> Response:
+    """Revoke the key now (idempotent) and return its public description."""
+    _admin(req)
+    async with db_session() as db:
+        key = await revoke_key(
+            session=db,
+            tenant_id=req.path_params["tenant_id"],
+            key_id=req.path_params["key_id"],
+        )
+    return JSONResponse(key.model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/identity", methods=["PUT"], auth_level=_ANON)
+@documented(
+    summary="Configure the tenant's bearer-token issuer (Entra ID / OIDC)",
+    request=IdentityConfig,
+    response=IdentityConfig,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_set_identity(req: Request) -> Response:
+    """Create or replace the issuer, audience and JWKS URL that tenant JWTs are checked against."""
+    _admin(req)
+    body = await read_json(req, IdentityConfig)
+    async with db_session() as db:
+        saved = await set_identity(session=db, tenant_id=req.path_params["tenant_id"], body=body)
+    return JSONResponse(saved.model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/webhook-secret", methods=["GET"], auth_level=_ANON)
+@documented(
+    summary="Show the tenant's webhook signing secret (created on first use)",
+    response=WebhookSecretOut,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_get_webhook_secret(req: Request) -> Response:
+    """Return the HMAC-SHA256 key the tenant's run webhooks are signed with."""
+    _admin(req)
+    async with db_session() as db:
+        found = await get_webhook_secret(session=db, tenant_id=req.path_params["tenant_id"])
+    return JSONResponse(found.model_dump(mode="json"), headers=_NO_STORE)
+
+
+@bp.route(
+    route="platform/tenants/{tenant_id}/webhook-secret/rotate", methods=["POST"], auth_level=_ANON
+)
+@documented(
+    summary="Rotate the tenant's webhook signing secret",
+    response=WebhookSecretOut,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_rotate_webhook_secret(req: Request) -> Response:
+    """Replace the tenant's webhook secret; the next delivery is signed with the new one."""
+    _admin(req)
+    async with db_session() as db:
+        fresh = await rotate_webhook_secret(session=db, tenant_id=req.path_params["tenant_id"])
+    return JSONResponse(fresh.model_dump(mode="json"), headers=_NO_STORE)

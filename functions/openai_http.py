@@ -1,0 +1,77 @@
+"""The OpenAI-compatible API under `/api/v1`: models and chat completions.
+
+The behaviour (threads, streaming, errors) is documented in `shared.openai_compat`.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
+
+from shared.http import api, principal_of, read_json
+from shared.openai_compat import (
+    RUN_HEADER,
+    THREAD_HEADER,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ModelCard,
+    ModelList,
+    chat_completions,
+    get_model_card,
+    list_models,
+)
+from shared.openapi import documented
+
+bp = func.Blueprint()
+
+_ANSWER_HEADERS = {
+    THREAD_HEADER: "The thread the run was recorded on (continue it with the same header).",
+    RUN_HEADER: "The run's id.",
+}
+
+
+@bp.route(route="v1/models", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@documented(summary="List the agents as OpenAI models", response=ModelList, tags=["openai"])
+@api
+async def openai_list_models(req: Request) -> Response:
+    """List every catalog agent as an OpenAI model."""
+    await principal_of(req)
+    return JSONResponse(list_models().model_dump(mode="json"))
+
+
+@bp.route(route="v1/models/{model}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@documented(
+    summary="One agent as an OpenAI model", response=ModelCard, errors=[404], tags=["openai"]
+)
+@api
+async def openai_get_model(req: Request) -> Response:
+    """Return the catalog agent named in the path as an OpenAI model."""
+    await principal_of(req)
+    return JSONResponse(get_model_card(req.path_params["model"]).model_dump(mode="json"))
+
+
+@bp.route(route="v1/chat/completions", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@documented(
+    summary="Run an agent as an OpenAI chat completion (JSON, or SSE with `stream`)",
+    description=(
+        "`model` is a catalog agent. `X-Ascent-Thread-Id` or `user` selects a server-side "
+        "thread (then only the last user message is new input); without either the run is "
+        "stateless and takes all of `messages`. With `stream: true` the answer is "
+        "`text/event-stream` of `data: {chat.completion.chunk}` lines ending `data: [DONE]`."
+    ),
+    request=ChatCompletionRequest,
+    response=ChatCompletion,
+    streaming=True,
+    errors=[404, 502],
+    headers={THREAD_HEADER: "Continue this thread of the caller's tenant (a UUID)."},
+    response_headers=_ANSWER_HEADERS,
+    tags=["openai"],
+)
+@api
+async def openai_chat_completions(req: Request) -> Response:
+    """Run the agent named by `model` on the conversation and answer in OpenAI's shape."""
+    principal = await principal_of(req)
+    body = await read_json(req, ChatCompletionRequest)
+    return await chat_completions(
+        principal=principal, body=body, thread_header=req.headers.get(THREAD_HEADER)
+    )

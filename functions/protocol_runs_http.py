@@ -1,0 +1,349 @@
+"""Agent Protocol runs (`/api/runs...`) and the LangGraph thread-scoped run paths
+(`/api/threads/{thread_id}/runs...`): create, wait, stream, join, search, cancel, delete."""
+
+from __future__ import annotations
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
+from pydantic import ValidationError
+
+from shared import protocol
+from shared.errors import ValidationFailed
+from shared.http import api, principal_of, read_json
+from shared.openapi import documented
+from shared.protocol_http import query_bool, query_int, query_modes, run_paths, sse_response
+
+bp = func.Blueprint()
+ANON = func.AuthLevel.ANONYMOUS
+_OBJECT = {"type": "object"}
+_ARRAY = {"type": "array", "items": {}}
+_STOPPING = {202: ("The run is still stopping.", _OBJECT)}
+
+
+def _thread_of(req: Request) -> str | None:
+    thread_id = req.path_params.get("thread_id")
+    return protocol.parse_id(thread_id, "thread") if thread_id else None
+
+
+async def _create(req: Request) -> Response:
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.RunCreate)
+    run = await protocol.create_run(principal, body, thread_id=_thread_of(req))
+    return JSONResponse(protocol.run_json(run), headers=run_paths(run))
+
+
+async def _wait(req: Request) -> Response:
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.RunCreate)
+    run = await protocol.create_run(principal, body, thread_id=_thread_of(req))
+    done = await protocol.wait_run(principal, run.id)
+    headers = run_paths(run)
+    headers["Location"] = headers["Content-Location"] + "/join"
+    return JSONResponse(await protocol.wait_response(principal, done), headers=headers)
+
+
+async def _stream(req: Request) -> Response:
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.RunCreate)
+    after = 0
+    if body.command is not None:
+        # A resume streams the resumed run from where its pause ended (shared/reviews.py).
+        from shared.reviews import resume_stream_start
+
+        thread_id = _thread_of(req) or (str(body.thread_id) if body.thread_id else None)
+        after = await resume_stream_start(principal, thread_id)
+    run = await protocol.create_run(
+        principal, body, thread_id=_thread_of(req), default_modes=["values"]
+    )
+    events = protocol.stream_run(
+        principal, run, after=after, cancel_on_disconnect=body.on_disconnect == "cancel"
+    )
+    return sse_response(run, events)
+
+
+async def _join_stream(req: Request) -> Response:
+    principal = await principal_of(req)
+    run = await protocol.get_run(principal, req.path_params["run_id"], thread_id=_thread_of(req))
+    header = req.headers.get("last-event-id") or req.query_params.get("last_event_id")
+    after = protocol.parse_last_event_id(header)
+    events = protocol.stream_run(
+        principal,
+        run,
+        after=after,
+        modes=query_modes(req),
+        cancel_on_disconnect=query_bool(req, "cancel_on_disconnect"),
+    )
+    return sse_response(run, events)
+
+
+async def _join(req: Request) -> Response:
+    principal = await principal_of(req)
+    run = await protocol.get_run(principal, req.path_params["run_id"], thread_id=_thread_of(req))
+    done = await protocol.wait_run(principal, run.id)
+    return JSONResponse(await protocol.wait_response(principal, done))
+
+
+async def _get(req: Request) -> Response:
+    principal = await principal_of(req)
+    run = await protocol.get_run(principal, req.path_params["run_id"], thread_id=_thread_of(req))
+    return JSONResponse(protocol.run_json(run))
+
+
+async def _delete(req: Request) -> Response:
+    principal = await principal_of(req)
+    await protocol.delete_run(principal, req.path_params["run_id"], thread_id=_thread_of(req))
+    return Response(status_code=204)
+
+
+async def _cancel(req: Request) -> Response:
+    principal = await principal_of(req)
+    action = req.query_params.get("action", "interrupt")
+    if action != "interrupt":
+        raise ValidationFailed("Only action=interrupt is supported.")
+    run = await protocol.cancel_run(
+        principal,
+        req.path_params["run_id"],
+        thread_id=_thread_of(req),
+        wait=query_bool(req, "wait"),
+    )
+    return JSONResponse(protocol.run_json(run), status_code=202 if run.status == "running" else 200)
+
+
+# --- Agent Protocol paths --------------------------------------------------------------------
+
+
+@bp.route(route="runs", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Create a background run",
+    request=protocol.RunCreate,
+    response=_OBJECT,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_create_run(req: Request) -> Response:
+    """Create a background run and return it at once (status pending)."""
+    return await _create(req)
+
+
+@bp.route(route="runs/wait", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Create a run and wait for its output",
+    request=protocol.RunCreate,
+    response=_OBJECT,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_create_run_wait(req: Request) -> Response:
+    """Create a run and wait for its final output."""
+    return await _wait(req)
+
+
+@bp.route(route="runs/stream", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Create a run and stream it (SSE)",
+    request=protocol.RunCreate,
+    streaming=True,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_create_run_stream(req: Request) -> Response:
+    """Create a run and stream its events (SSE)."""
+    return await _stream(req)
+
+
+@bp.route(route="runs/search", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Search runs", request=protocol.RunSearch, response=_ARRAY, tags=["agent-protocol"]
+)
+@api
+async def protocol_search_runs(req: Request) -> Response:
+    """Search the tenant's runs by thread, agent, status and metadata."""
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.RunSearch)
+    return JSONResponse(await protocol.search_runs(principal, body))
+
+
+@bp.route(route="runs/{run_id}", methods=["GET"], auth_level=ANON)
+@documented(summary="Get a run", response=_OBJECT, errors=[404], tags=["agent-protocol"])
+@api
+async def protocol_get_run(req: Request) -> Response:
+    """Get a run and its status."""
+    return await _get(req)
+
+
+@bp.route(route="runs/{run_id}", methods=["DELETE"], auth_level=ANON)
+@documented(summary="Delete a finished run", status=204, errors=[404, 409], tags=["agent-protocol"])
+@api
+async def protocol_delete_run(req: Request) -> Response:
+    """Delete a finished run."""
+    return await _delete(req)
+
+
+@bp.route(route="runs/{run_id}/wait", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="Wait for a run's output", response=_OBJECT, errors=[404], tags=["agent-protocol"]
+)
+@api
+async def protocol_wait_run(req: Request) -> Response:
+    """Wait for a run to end and return its final output."""
+    return await _join(req)
+
+
+@bp.route(route="runs/{run_id}/stream", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="Join a run's stream (SSE)", streaming=True, errors=[404, 422], tags=["agent-protocol"]
+)
+@api
+async def protocol_stream_run(req: Request) -> Response:
+    """Stream a run's events from the start (or after Last-Event-ID), then the live tail."""
+    return await _join_stream(req)
+
+
+@bp.route(route="runs/{run_id}/cancel", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Cancel a run",
+    response=_OBJECT,
+    responses=_STOPPING,
+    errors=[404, 409, 422],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_cancel_run(req: Request) -> Response:
+    """Cancel a run: at once if pending, as soon as the executing instance notices if running."""
+    return await _cancel(req)
+
+
+# --- LangGraph thread-scoped paths -----------------------------------------------------------
+
+
+@bp.route(route="threads/{thread_id}/runs", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Create a background run on a thread",
+    request=protocol.RunCreate,
+    response=_OBJECT,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_create_run(req: Request) -> Response:
+    """Create a background run on the thread."""
+    return await _create(req)
+
+
+@bp.route(route="threads/{thread_id}/runs", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="List a thread's runs", response=_ARRAY, errors=[404, 422], tags=["agent-protocol"]
+)
+@api
+async def protocol_thread_list_runs(req: Request) -> Response:
+    """List the thread's runs, newest first (query: limit, offset, status)."""
+    principal = await principal_of(req)
+    body = protocol.RunSearch.model_validate(
+        {
+            "limit": query_int(req, "limit", 10, low=1, high=protocol.MAX_PAGE),
+            "offset": query_int(req, "offset", 0, low=0, high=10**9),
+        }
+    )
+    status = req.query_params.get("status")
+    if status:
+        body = await _with_status(body, status)
+    runs = await protocol.search_runs(principal, body, thread_id=_thread_of(req))
+    return JSONResponse(runs)
+
+
+async def _with_status(body: protocol.RunSearch, status: str) -> protocol.RunSearch:
+    try:
+        return protocol.RunSearch.model_validate({**body.model_dump(), "status": status})
+    except ValidationError:
+        raise ValidationFailed("Unknown run status.") from None
+
+
+@bp.route(route="threads/{thread_id}/runs/wait", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Run on a thread and wait for the output",
+    request=protocol.RunCreate,
+    response=_OBJECT,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_run_wait(req: Request) -> Response:
+    """Create a run on the thread and wait for its final output."""
+    return await _wait(req)
+
+
+@bp.route(route="threads/{thread_id}/runs/stream", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Run on a thread and stream it (SSE)",
+    request=protocol.RunCreate,
+    streaming=True,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_run_stream(req: Request) -> Response:
+    """Create a run on the thread and stream its events (SSE)."""
+    return await _stream(req)
+
+
+@bp.route(route="threads/{thread_id}/runs/{run_id}", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="Get a run of a thread", response=_OBJECT, errors=[404], tags=["agent-protocol"]
+)
+@api
+async def protocol_thread_get_run(req: Request) -> Response:
+    """Get a run of the thread."""
+    return await _get(req)
+
+
+@bp.route(route="threads/{thread_id}/runs/{run_id}", methods=["DELETE"], auth_level=ANON)
+@documented(
+    summary="Delete a finished run of a thread",
+    status=204,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_delete_run(req: Request) -> Response:
+    """Delete a finished run of the thread."""
+    return await _delete(req)
+
+
+@bp.route(route="threads/{thread_id}/runs/{run_id}/join", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="Wait for a run of a thread", response=_OBJECT, errors=[404], tags=["agent-protocol"]
+)
+@api
+async def protocol_thread_join_run(req: Request) -> Response:
+    """Wait for a run of the thread to end and return its final output."""
+    return await _join(req)
+
+
+@bp.route(route="threads/{thread_id}/runs/{run_id}/stream", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="Join a thread run's stream (SSE)",
+    streaming=True,
+    errors=[404, 422],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_stream_run(req: Request) -> Response:
+    """Join a run's stream (replay after Last-Event-ID, then the live tail)."""
+    return await _join_stream(req)
+
+
+@bp.route(route="threads/{thread_id}/runs/{run_id}/cancel", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Cancel a run of a thread",
+    response=_OBJECT,
+    responses=_STOPPING,
+    errors=[404, 409, 422],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_cancel_run(req: Request) -> Response:
+    """Cancel a run of the thread."""
+    return await _cancel(req)

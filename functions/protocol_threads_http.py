@@ -1,0 +1,112 @@
+"""Agent Protocol threads: create, search, get, patch, delete, history and copy."""
+
+from __future__ import annotations
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
+
+from shared import protocol
+from shared.http import api, principal_of, read_json
+from shared.openapi import documented
+from shared.protocol_http import query_int
+
+bp = func.Blueprint()
+ANON = func.AuthLevel.ANONYMOUS
+_OBJECT = {"type": "object"}
+_ARRAY = {"type": "array", "items": {}}
+
+
+@bp.route(route="threads", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Create a thread",
+    request=protocol.ThreadCreate,
+    response=_OBJECT,
+    errors=[409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_create_thread(req: Request) -> Response:
+    """Create a thread."""
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.ThreadCreate)
+    return JSONResponse(await protocol.create_thread(principal, body))
+
+
+@bp.route(route="threads/search", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Search threads",
+    request=protocol.ThreadSearch,
+    response=_ARRAY,
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_search_threads(req: Request) -> Response:
+    """Search the tenant's threads by metadata, values and status."""
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.ThreadSearch)
+    return JSONResponse(await protocol.search_threads(principal, body))
+
+
+@bp.route(route="threads/{thread_id}", methods=["GET"], auth_level=ANON)
+@documented(summary="Get a thread", response=_OBJECT, errors=[404], tags=["agent-protocol"])
+@api
+async def protocol_get_thread(req: Request) -> Response:
+    """Get a thread with its current messages."""
+    principal = await principal_of(req)
+    return JSONResponse(await protocol.get_thread(principal, req.path_params["thread_id"]))
+
+
+@bp.route(route="threads/{thread_id}", methods=["PATCH"], auth_level=ANON)
+@documented(
+    summary="Update a thread",
+    request=protocol.ThreadPatch,
+    response=_OBJECT,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_patch_thread(req: Request) -> Response:
+    """Merge metadata and values into a thread, or append messages to it."""
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.ThreadPatch)
+    thread = await protocol.patch_thread(principal, req.path_params["thread_id"], body)
+    return JSONResponse(thread)
+
+
+@bp.route(route="threads/{thread_id}", methods=["DELETE"], auth_level=ANON)
+@documented(summary="Delete a thread", status=204, errors=[404, 409], tags=["agent-protocol"])
+@api
+async def protocol_delete_thread(req: Request) -> Response:
+    """Delete a thread, its runs and its conversation."""
+    principal = await principal_of(req)
+    await protocol.delete_thread(principal, req.path_params["thread_id"])
+    return Response(status_code=204)
+
+
+@bp.route(route="threads/{thread_id}/history", methods=["GET", "POST"], auth_level=ANON)
+@documented(
+    summary="A thread's past states",
+    request=protocol.Page,
+    response=_ARRAY,
+    errors=[404, 422],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_history(req: Request) -> Response:
+    """A thread's past states, newest first (POST is the LangGraph client's form)."""
+    principal = await principal_of(req)
+    limit = query_int(req, "limit", 10, low=1, high=protocol.MAX_PAGE)
+    if req.method == "POST":
+        body = await read_json(req, protocol.Page)
+        limit = body.limit
+    states = await protocol.thread_history(principal, req.path_params["thread_id"], limit=limit)
+    return JSONResponse(states)
+
+
+@bp.route(route="threads/{thread_id}/copy", methods=["POST"], auth_level=ANON)
+@documented(summary="Copy a thread", response=_OBJECT, errors=[404], tags=["agent-protocol"])
+@api
+async def protocol_copy_thread(req: Request) -> Response:
+    """Copy a thread's metadata, values and conversation into a new thread."""
+    principal = await principal_of(req)
+    return JSONResponse(await protocol.copy_thread(principal, req.path_params["thread_id"]))

@@ -1,0 +1,65 @@
+// Key Vault (RBAC mode) for the secret settings. A secret is stored only when a value was given;
+// the app and the jobs read it as a Container Apps Key Vault reference with the managed identity.
+// Secret names are the env var names in lower case with hyphens (OPENAI_API_KEY -> openai-api-key).
+param location string
+param tags object
+param name string
+
+@secure()
+@description('Secret settings by env var name; a missing or empty value is not stored.')
+param secretValues object
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: tenant().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 7
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+// OPENAI_API_KEY: OPENAI_API_KEY for MODEL_PROVIDER=openai or compatible.
+resource openaiApiKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?OPENAI_API_KEY ?? '')) {
+  parent: vault
+  name: 'openai-api-key'
+  properties: { value: secretValues.OPENAI_API_KEY }
+}
+
+// ASCENT_DEV_API_KEY: the development tenant's API key.
+resource ascentDevApiKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?ASCENT_DEV_API_KEY ?? '')) {
+  parent: vault
+  name: 'ascent-dev-api-key'
+  properties: { value: secretValues.ASCENT_DEV_API_KEY }
+}
+
+// ASCENT_ADMIN_KEY: the platform admin key for /api/admin/*.
+resource ascentAdminKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?ASCENT_ADMIN_KEY ?? '')) {
+  parent: vault
+  name: 'ascent-admin-key'
+  properties: { value: secretValues.ASCENT_ADMIN_KEY }
+}
+
+// UPSTASH_REDIS_REST_URL: Upstash REST URL, for SESSION_BACKEND=upstash.
+resource upstashRedisRestUrl 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?UPSTASH_REDIS_REST_URL ?? '')) {
+  parent: vault
+  name: 'upstash-redis-rest-url'
+  properties: { value: secretValues.UPSTASH_REDIS_REST_URL }
+}
+
+// UPSTASH_REDIS_REST_TOKEN: Upstash REST token, for SESSION_BACKEND=upstash.
+resource upstashRedisRestToken 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?UPSTASH_REDIS_REST_TOKEN ?? '')) {
+  parent: vault
+  name: 'upstash-redis-rest-token'
+  properties: { value: secretValues.UPSTASH_REDIS_REST_TOKEN }
+}
+
+output name string = vault.name
+output uri string = vault.properties.vaultUri

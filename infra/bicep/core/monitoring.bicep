@@ -1,0 +1,30 @@
+// Log Analytics (the Container Apps environment's logs) and Application Insights (the Functions host's telemetry).
+param location string
+param tags object
+param logAnalyticsName string
+param applicationInsightsName string
+
+resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: logAnalyticsName
+  location: location
+  tags: tags
+  properties: {
+    sku: { name: 'PerGB2018' }
+    retentionInDays: 30
+  }
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: applicationInsightsName
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logAnalytics.id
+    DisableLocalAuth: false
+  }
+}
+
+output logAnalyticsName string = logAnalytics.name
+output applicationInsightsConnectionString string = applicationInsights.properties.ConnectionString

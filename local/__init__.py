@@ -1,0 +1,1 @@
+"""Local tooling: the dev host that serves the real function objects, and compose files."""

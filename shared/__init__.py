@@ -1,0 +1,1 @@
+"""Ascent's framework: settings, the model seam, agents, runs, persistence, auth and errors."""

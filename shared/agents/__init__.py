@@ -1,0 +1,46 @@
+"""The agent catalog: every agent the API serves, by name, built once per process.
+
+It is static code, so it needs no Redis cache (shared/cache.py): nothing in it changes at run
+time, and each process's `get_agent` memo can never go stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from agents import Agent
+
+from shared.agents import assistant, billing, tech_support, triage
+from shared.errors import NotFound
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """A catalog entry: the public name and description, and how to build the agent."""
+
+    name: str
+    description: str
+    build: Callable[[], Agent[Any]]
+
+
+CATALOG: dict[str, AgentSpec] = {
+    m.NAME: AgentSpec(m.NAME, m.DESCRIPTION, m.build)
+    for m in (triage, assistant, billing, tech_support)
+}
+
+
+@cache
+def get_agent(name: str) -> Agent[Any]:
+    """Return the built agent with this catalog name, or raise NotFound.
+
+    Its write and spend tools pause for human approval (shared/agents/approval.py).
+    """
+    from shared.agents.approval import gate_tools
+
+    spec = CATALOG.get(name)
+    if spec is None:
+        raise NotFound(f"No agent named {name!r}.")
+    return gate_tools(spec.build())

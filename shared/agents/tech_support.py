@@ -1,0 +1,43 @@
+"""The technical-support specialist: explains error codes from a shipped knowledge table."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from agents import Agent, function_tool
+from pydantic import Field
+
+NAME = "tech_support"
+DESCRIPTION = (
+    "Technical support for errors, crashes, bugs, login problems, outages and installation."
+)
+PROMPT = (
+    "You are technical support. When the user quotes an error code (E followed by three "
+    "digits), look it up with lookup_error before answering."
+)
+
+# The knowledge base is data, not code: add rows here, no logic changes needed.
+ERROR_CODES: dict[str, str] = {
+    "E100": "Invalid credentials: reset the password from the sign-in page.",
+    "E200": "Session expired: sign in again; sessions last 12 hours.",
+    "E300": "Rate limited: wait one minute before retrying.",
+    "E404": "Resource not found: check the identifier you used.",
+    "E500": "Server error: retry; if it persists, contact support with the request id.",
+}
+
+
+@function_tool
+def lookup_error(code: Annotated[str, Field(pattern=r"E\d{3}")]) -> str:
+    """Look up what an error code means and how to fix it.
+
+    Args:
+        code: The error code, such as E404.
+    """
+    return f"{code}: {ERROR_CODES.get(code, 'Unknown error code; send us the full message.')}"
+
+
+def build() -> Agent[Any]:
+    """Build the technical-support agent."""
+    return Agent(
+        name=NAME, handoff_description=DESCRIPTION, instructions=PROMPT, tools=[lookup_error]
+    )

@@ -1,0 +1,433 @@
+"""User-defined scheduled runs (LangGraph's crons): create, search, delete, and fire them.
+
+A cron runs an agent with a fixed input on a 5-field cron schedule evaluated in UTC, either on
+one thread (`POST /threads/{thread_id}/runs/crons`: every run joins that conversation) or
+stateless (`POST /runs/crons`: every run gets a new thread, deleted when the run ends unless
+`on_run_completed` is `keep`). Crons are tenant-scoped like every other resource.
+
+Firing exactly once, without locks (the `dispatch_crons` job; DESIGN.md decision 4). For a due
+cron (`next_run_at <= now`) the dispatcher, in ONE transaction:
+
+1. advances `next_run_at` with a compare-and-set on its old value
+   (`UPDATE crons SET next_run_at = :following WHERE id = :id AND next_run_at = :seen`);
+   a replica that loses the race updates no row and moves on;
+2. inserts the `cron_fires` row keyed by (cron_id, scheduled_for): a second guard, so an
+   occurrence can never fire twice even if `next_run_at` were moved back;
+3. inserts the pending run through the Agent Protocol run path (`shared.protocol.new_run` and
+   `stage_run`, multitask strategy `enqueue`, so a busy thread queues it).
+
+Only after the commit is the run handed to `shared.dispatch.enqueue_run`, and the fire marked
+enqueued. A replica that crashes before the commit leaves nothing (the next pass fires the
+occurrence); one that crashes after it leaves a pending run whose fire is not marked
+enqueued, which the next pass enqueues again (`execute_run` is idempotent). Clock skew between
+replicas cannot double-fire either: whichever replica's clock says "due" first wins the
+compare-and-set; the others see the advanced `next_run_at`.
+
+Missed occurrences (the dispatcher was down, or paused across several ticks): the policy is
+to fire the LATEST missed occurrence once and skip the older ones, never once per missed tick
+and never once per replica. The skipped count is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from shared import protocol
+from shared.agents import CATALOG
+from shared.auth import Principal
+from shared.db import repo
+from shared.db.engine import db_session
+from shared.db.jobs_models import Cron, CronFire
+from shared.db.models import utcnow
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+MAX_PAGE = 1000
+# A fire committed but not marked enqueued for this long is taken as a crashed dispatcher's.
+ENQUEUE_GRACE = timedelta(seconds=60)
+# Bound on the missed occurrences counted for the log line (not on catching up: that is one).
+_MAX_COUNTED = 10_000
+
+
+# --- schedules -------------------------------------------------------------------------------
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def validate_schedule(schedule: str) -> str:
+    """A standard 5-field cron expression (UTC), as ACA Jobs take; ValueError otherwise."""
+    text = " ".join(schedule.split())
+    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+        raise ValueError("schedule must be a 5-field cron expression, e.g. '*/15 * * * *' (UTC)")
+    return text
+
+
+def next_occurrence(schedule: str, after: datetime) -> datetime:
+    """The first occurrence strictly after `after` (UTC)."""
+    found: datetime = croniter(schedule, _aware(after).astimezone(UTC)).get_next(datetime)
+    return found.astimezone(UTC)
+
+
+def latest_occurrence(schedule: str, now: datetime) -> datetime:
+    """The last occurrence at or before `now` (UTC; cron has minute resolution)."""
+    moment = _aware(now).astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    found: datetime = croniter(schedule, moment).get_prev(datetime)
+    return found.astimezone(UTC)
+
+
+def missed_between(schedule: str, first: datetime, last: datetime) -> int:
+    """How many occurrences lie in [first, last) (the ones the catch-up policy skips)."""
+    count = 0
+    moment = _aware(first)
+    it = croniter(schedule, moment - timedelta(seconds=1))
+    while count < _MAX_COUNTED:
+        occurrence: datetime = it.get_next(datetime)
+        if occurrence >= _aware(last):
+            break
+        count += 1
+    return count
+
+
+# --- request bodies --------------------------------------------------------------------------
+
+
+class CronCreate(BaseModel):
+    """Body of `POST /runs/crons` and `POST /threads/{thread_id}/runs/crons`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schedule: str = Field(max_length=120, description="5-field cron expression, in UTC.")
+    agent_id: str | None = Field(None, max_length=100)
+    assistant_id: str | None = Field(None, max_length=100)
+    input: str | Json | list[Json] | None = None
+    messages: list[Json] | None = None
+    metadata: Json | None = None
+    config: Json | None = None
+    thread_id: uuid.UUID | None = None
+    end_time: datetime | None = Field(None, description="No run is scheduled after this time.")
+    on_run_completed: Literal["delete", "keep"] | None = Field(
+        None, description="Stateless crons: delete each run's new thread when it ends (default)."
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        return validate_schedule(value)
+
+    @property
+    def agent(self) -> str:
+        """The agent to run: agent_id, or its LangGraph synonym assistant_id, or the default."""
+        return self.agent_id or self.assistant_id or get_settings().default_agent
+
+
+class CronSearch(BaseModel):
+    """Body of `POST /runs/crons/search`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: str | None = Field(None, max_length=100)
+    assistant_id: str | None = Field(None, max_length=100)
+    thread_id: uuid.UUID | None = None
+    metadata: Json | None = None
+    limit: int = Field(10, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0)
+
+
+# --- service ---------------------------------------------------------------------------------
+
+
+def cron_json(cron: Cron) -> Json:
+    """A cron in LangGraph's shape (with `agent_id` alongside `assistant_id`)."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return _aware(moment).isoformat() if moment is not None else None
+
+    return {
+        "cron_id": cron.id,
+        "assistant_id": cron.agent,
+        "agent_id": cron.agent,
+        "thread_id": cron.thread_id,
+        "user_id": cron.user_id,
+        "schedule": cron.schedule,
+        "payload": cron.payload,
+        "metadata": cron.metadata_ or {},
+        "next_run_date": iso(cron.next_run_at),
+        "end_time": iso(cron.end_time),
+        "created_at": iso(cron.created_at),
+        "updated_at": iso(cron.updated_at),
+    }
+
+
+async def create_cron(
+    principal: Principal,
+    body: CronCreate,
+    *,
+    thread_id: str | None = None,
+    now: datetime | None = None,
+) -> Json:
+    """Validate and store a cron; its first run is the first occurrence after `now`."""
+    tenant = principal.tenant_id
+    if body.agent not in CATALOG:
+        raise NotFound(f"No agent {body.agent!r}.")
+    run_body = protocol.RunCreate(
+        agent_id=body.agent, input=body.input, messages=body.messages, config=body.config
+    )
+    items = protocol.normalize_input(run_body)
+    tid = thread_id or (str(body.thread_id) if body.thread_id else None)
+    moment = now or utcnow()
+    first = next_occurrence(body.schedule, moment)
+    end = _aware(body.end_time) if body.end_time is not None else None
+    if end is not None and first > end:
+        raise ValidationFailed("end_time is before the schedule's first occurrence.")
+    async with db_session() as db:
+        if tid is not None and (
+            await repo.get_thread(session=db, tenant_id=tenant, thread_id=tid) is None
+        ):
+            raise NotFound(f"No thread {tid!r}.")
+        limit = get_settings().max_crons
+        count = (
+            await db.exec(select(func.count()).select_from(Cron).where(Cron.tenant_id == tenant))
+        ).one()
+        if count >= limit:
+            raise Conflict(f"The tenant already has {limit} crons (ASCENT_MAX_CRONS).")
+        cron = Cron(
+            tenant_id=tenant,
+            user_id=principal.user_id or principal.key_id,
+            agent=body.agent,
+            thread_id=tid,
+            schedule=body.schedule,
+            payload={
+                "input": items,
+                "config": body.config or {},
+                "on_completion": body.on_run_completed or ("keep" if tid else "delete"),
+            },
+            metadata_=body.metadata or {},
+            next_run_at=first,
+            end_time=end,
+            created_at=moment,
+            updated_at=moment,
+        )
+        db.add(cron)
+        await db.commit()
+    return cron_json(cron)
+
+
+async def search_crons(principal: Principal, body: CronSearch) -> list[Json]:
+    """The tenant's crons filtered by agent, thread and metadata, oldest first."""
+    stmt = select(Cron).where(Cron.tenant_id == principal.tenant_id)
+    agent = body.agent_id or body.assistant_id
+    if agent is not None:
+        stmt = stmt.where(Cron.agent == agent)
+    if body.thread_id is not None:
+        stmt = stmt.where(Cron.thread_id == str(body.thread_id))
+    stmt = stmt.order_by(col(Cron.created_at), col(Cron.id))
+    async with db_session() as db:
+        crons = (await db.exec(stmt)).all()
+    wanted = body.metadata or {}
+    found = [c for c in crons if all((c.metadata_ or {}).get(k) == v for k, v in wanted.items())]
+    return [cron_json(c) for c in found[body.offset : body.offset + body.limit]]
+
+
+async def delete_cron(principal: Principal, cron_id: str) -> None:
+    """Delete one of the tenant's crons (404 for another tenant's or a missing one)."""
+    cid = protocol.parse_id(cron_id, "cron")
+    async with db_session() as db:
+        cron = (
+            await db.exec(select(Cron).where(Cron.id == cid, Cron.tenant_id == principal.tenant_id))
+        ).first()
+        if cron is None:
+            raise NotFound(f"No cron {cron_id!r}.")
+        await db.delete(cron)
+        await db.commit()
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """One occurrence this dispatcher fired (run_id None when the cron could not run)."""
+
+    cron_id: str
+    tenant_id: str
+    scheduled_for: datetime
+    run_id: str | None
+    skipped: int
+
+
+async def fire(cron: Cron, *, now: datetime) -> Fired | None:
+    """Fire the cron's latest due occurrence; None when another dispatcher fired it first."""
+    seen = cron.next_run_at
+    if seen is None:
+        return None
+    scheduled_for = max(latest_occurrence(cron.schedule, now), _aware(seen))
+    skipped = missed_between(cron.schedule, _aware(seen), scheduled_for)
+    following: datetime | None = next_occurrence(cron.schedule, scheduled_for)
+    if cron.end_time is not None and following is not None and following > _aware(cron.end_time):
+        following = None
+    principal = Principal(tenant_id=cron.tenant_id, key_id=f"cron:{cron.id}", user_id=cron.user_id)
+    run = None
+    error: str | None = None
+    async with db_session() as db:
+        claimed: Any = await db.exec(
+            update(Cron)
+            .where(col(Cron.id) == cron.id, col(Cron.next_run_at) == seen)
+            .values(next_run_at=following, updated_at=utcnow())
+        )
+        if int(claimed.rowcount or 0) != 1:
+            await db.rollback()
+            return None  # another dispatcher advanced it
+        tid = cron.thread_id
+        if tid is not None and (
+            await repo.get_thread(session=db, tenant_id=cron.tenant_id, thread_id=tid) is None
+        ):
+            error = "thread deleted"
+            await db.exec(update(Cron).where(col(Cron.id) == cron.id).values(next_run_at=None))
+        else:
+            if tid is None:
+                thread = await repo.create_thread(
+                    session=db, tenant_id=cron.tenant_id, metadata={"cron_id": cron.id}
+                )
+                tid = thread.id
+            payload = cron.payload or {}
+            body = protocol.RunCreate(
+                agent_id=cron.agent,
+                metadata={
+                    **(cron.metadata_ or {}),
+                    "cron_id": cron.id,
+                    "scheduled_for": scheduled_for.isoformat(),
+                },
+                config=payload.get("config") or {},
+                on_completion=payload.get("on_completion"),
+                multitask_strategy="enqueue",
+            )
+            run = protocol.new_run(
+                principal,
+                body,
+                thread_id=tid,
+                items=list(payload.get("input") or []),
+                stateless=cron.thread_id is None,
+            )
+            await protocol.stage_run(db, run, reject_if_busy=False)
+        db.add(
+            CronFire(
+                cron_id=cron.id,
+                scheduled_for=scheduled_for,
+                tenant_id=cron.tenant_id,
+                run_id=run.id if run is not None else None,
+                error=error,
+            )
+        )
+        try:
+            await db.commit()
+        except IntegrityError:
+            return None  # this occurrence was fired already: the unique key refused it
+    if skipped:
+        log.warning(
+            "cron %s: %d missed occurrence(s) skipped; fired the latest (%s) once",
+            cron.id,
+            skipped,
+            scheduled_for.isoformat(),
+        )
+    if run is not None:
+        await _enqueue(cron.id, scheduled_for, run)
+    return Fired(cron.id, cron.tenant_id, scheduled_for, run.id if run else None, skipped)
+
+
+async def _enqueue(cron_id: str, scheduled_for: datetime, run: Any) -> None:
+    await protocol.start_staged_run(run)
+    async with db_session() as db:
+        await db.exec(
+            update(CronFire)
+            .where(col(CronFire.cron_id) == cron_id, col(CronFire.scheduled_for) == scheduled_for)
+            .values(enqueued_at=utcnow())
+        )
+        await db.commit()
+
+
+async def recover_unenqueued() -> int:
+    """Enqueue the runs of fires a crashed dispatcher committed but never handed on."""
+    from shared.db.models import Run
+
+    stale = utcnow() - ENQUEUE_GRACE
+    async with db_session() as db:
+        rows = (
+            await db.exec(
+                select(CronFire).where(
+                    col(CronFire.enqueued_at).is_(None),
+                    col(CronFire.run_id).is_not(None),
+                    col(CronFire.created_at) < stale,
+                )
+            )
+        ).all()
+    count = 0
+    for row in rows:
+        async with db_session() as db:
+            run = await db.get(Run, row.run_id)
+        if run is not None and run.status == "pending":
+            await _enqueue(row.cron_id, row.scheduled_for, run)
+            count += 1
+        else:
+            async with db_session() as db:
+                await db.exec(
+                    update(CronFire)
+                    .where(
+                        col(CronFire.cron_id) == row.cron_id,
+                        col(CronFire.scheduled_for) == row.scheduled_for,
+                    )
+                    .values(enqueued_at=utcnow())
+                )
+                await db.commit()
+    return count
+
+
+async def dispatch_due(
+    *,
+    now: datetime | None = None,
+    on_fired: Callable[[Fired], Awaitable[None]] | None = None,
+) -> list[Fired]:
+    """Fire every cron due at `now` (default: the clock) once; return what this caller fired.
+
+    `now` is a parameter so tests move time instead of sleeping; the dispatch job passes
+    nothing. `on_fired` runs after each committed fire (the job's step report).
+    """
+    moment = _aware(now) if now is not None else utcnow()
+    batch = get_settings().job_batch_size
+    fired: list[Fired] = []
+    tried: set[str] = set()
+    while True:
+        async with db_session() as db:
+            due = (
+                await db.exec(
+                    select(Cron)
+                    .where(col(Cron.next_run_at).is_not(None), col(Cron.next_run_at) <= moment)
+                    .order_by(col(Cron.next_run_at), col(Cron.id))
+                    .limit(batch)
+                )
+            ).all()
+        todo = [c for c in due if c.id not in tried]
+        if not todo:
+            return fired
+        for cron in todo:
+            tried.add(cron.id)
+            done = await fire(cron, now=moment)
+            if done is not None:
+                fired.append(done)
+                if on_fired is not None:
+                    await on_fired(done)

@@ -1,0 +1,67 @@
+"""The process-wide async engine, built lazily from settings and shared with the SDK session."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.settings import get_settings
+
+# SQLite waits this long for another writer (another dev host process) before failing.
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # WAL + NORMAL survives a process crash; only an OS crash can lose the last commits.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def build_engine(url: str) -> AsyncEngine:
+    """Create an async engine for a SQLAlchemy URL, with SQLite tuned for several processes."""
+    if url.startswith("sqlite"):
+        db_path = url.split("///", 1)[-1]
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, pool_size=20, max_overflow=0)
+        event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        return engine
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    if get_settings().database_auth == "entra":
+        event.listen(engine.sync_engine, "do_connect", _entra_password)
+    return engine
+
+
+def _entra_password(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+    # Azure Database for PostgreSQL with Entra auth only: every new connection presents a
+    # fresh token (the credential caches it) as its password; nothing secret is configured.
+    from shared.credentials import postgres_token
+
+    cparams["password"] = postgres_token()
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> AsyncEngine:
+    """Return the process-wide engine for the configured database (created on first use)."""
+    return build_engine(get_settings().sqlalchemy_url)
+
+
+@lru_cache(maxsize=1)
+def _sessionmaker() -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(get_engine(), class_=AsyncSession, expire_on_commit=False)
+
+
+def db_session() -> AsyncSession:
+    """Open a unit of work on the process-wide engine (use as an async context manager)."""
+    return _sessionmaker()()

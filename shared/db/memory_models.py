@@ -1,0 +1,45 @@
+"""Long-term memory tables: the Agent Protocol store, one row per (tenant, namespace, key)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text
+from sqlmodel import Field, SQLModel
+
+from shared.db.models import utcnow
+
+# Namespace segments are joined with the ASCII unit separator: it cannot be typed by accident,
+# every database stores it in a text column, and the store refuses it inside a segment.
+NAMESPACE_SEPARATOR = "\x1f"
+
+
+class StoreItem(SQLModel, table=True):
+    """A stored memory: a JSON document at (namespace, key) for a tenant, with its embedding.
+
+    The embedding is kept as base64 of little-endian float32 values (compact and portable
+    across SQLite, Postgres and CockroachDB), tagged with the model that produced it so a
+    search never compares vectors of different models.
+    """
+
+    __tablename__ = "store_items"
+    __table_args__ = (
+        Index("ix_store_items_tenant_updated", "tenant_id", "updated_at"),
+        Index("ix_store_items_expires_at", "expires_at"),
+    )
+    tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)
+    namespace: str = Field(primary_key=True, max_length=512)
+    key: str = Field(primary_key=True, max_length=256)
+    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    embedding: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    embedding_model: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

@@ -1,0 +1,100 @@
+"""Apply the schema with Alembic (`upgrade head`), from the dev host or the `migrate` job."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import pkgutil
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+# The revision that matches the schema `SQLModel.metadata.create_all` built before Alembic
+# owned it: a database with those tables but no version is stamped here, then upgraded.
+BASELINE_REVISION = "0001_baseline"
+
+
+# The Agents SDK defines these (SQLAlchemySession); the baseline revision creates them with the
+# SDK's exact definition, and autogenerate comparisons leave them alone.
+SDK_TABLES = frozenset({"agent_sessions", "agent_messages"})
+
+
+def load_models() -> None:
+    """Import every `shared/db/*models.py` module so all tables are on SQLModel.metadata."""
+    import shared.db
+
+    for module in pkgutil.iter_modules(shared.db.__path__):
+        if module.name.endswith("models"):
+            importlib.import_module(f"shared.db.{module.name}")
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
+    """Alembic filter: keep the SDK's session tables (and their indexes) out of comparisons."""
+    if type_ == "table" and name in SDK_TABLES:
+        return False
+    table = getattr(obj, "table", None)
+    return not (table is not None and getattr(table, "name", None) in SDK_TABLES)
+
+
+def alembic_config() -> Config:
+    """The Alembic configuration of this checkout (alembic.ini, migrations/), logging untouched."""
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    tables = set(inspect(connection).get_table_names())
+    if "alembic_version" not in tables and "tenants" in tables:
+        log.info("schema predates Alembic; stamping %s", BASELINE_REVISION)
+        command.stamp(config, BASELINE_REVISION)
+    command.upgrade(config, revision)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Run `alembic upgrade <revision>` on the engine's database, in one transaction."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade, revision)
+
+
+def _downgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Run `alembic downgrade <revision>` (e.g. "-1") on the engine's database."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_downgrade, revision)
+
+
+async def migrate(engine: AsyncEngine, *, attempts: int = 5) -> None:
+    """Upgrade the schema to head; safe to run from several processes at once (losers retry).
+
+    No advisory locks (CockroachDB and SQLite lack them): two processes racing on the same
+    CREATE TABLE see one win; the other's transaction fails, it retries and finds the version
+    already at head, so its upgrade is a no-op.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            await upgrade(engine, "head")
+            return
+        except (IntegrityError, ProgrammingError, OperationalError):
+            if attempt == attempts:
+                raise
+            log.info("schema upgrade raced with another process; retrying (%d)", attempt)
+            await asyncio.sleep(0.2 * attempt)

@@ -1,0 +1,29 @@
+"""Security tables kept apart from models.py: per-tenant identity provider configuration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime
+from sqlmodel import Field, SQLModel
+
+from shared.db.models import utcnow
+
+
+class TenantIdentity(SQLModel, table=True):
+    """How a tenant's users prove who they are with bearer tokens (Entra ID or any OIDC issuer).
+
+    A JWT is accepted for the tenant when its `iss` equals `issuer`, its `aud` contains
+    `audience`, its signature verifies with a key from `jwks_url`, and (when set) its `tid`
+    equals `entra_tenant_id`. ACA built-in auth principals are mapped by `entra_tenant_id`.
+    """
+
+    __tablename__ = "tenant_identities"
+    tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)
+    issuer: str = Field(index=True, max_length=500)
+    audience: str = Field(max_length=500)
+    jwks_url: str = Field(max_length=1000)
+    entra_tenant_id: str | None = Field(default=None, index=True, max_length=64)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -1,0 +1,809 @@
+"""Agent Protocol (0.1.6) service, plus the LangGraph thread-scoped run paths' semantics.
+
+Statuses. Runs: `pending` (persisted, waiting for `after_seconds` or its turn on the thread),
+`running`, then one of `success`, `error`, `timeout` (ASCENT_RUN_TIMEOUT_SECONDS) or
+`interrupted`. Threads: `idle`, `busy` (a run holds it), `error` (its last run failed or timed
+out; a new run may still start), `interrupted` (reserved for human-in-the-loop pauses).
+
+Cancel. `POST .../cancel` sets the run's `cancel_requested` flag in the database. A pending run
+ends at once; a running one is stopped by the instance executing it, which polls the flag. Like
+LangGraph's default cancel action (`interrupt`), a cancelled run ends `interrupted` with
+`error: "cancelled"` and `cancel_reason: "cancelled"`, keeping its persisted events and partial
+output; its thread goes back to `idle`.
+
+Multitask (a run for a busy thread). `multitask_strategy="reject"` (the default) answers 409
+when the thread is busy or has runs waiting; `"enqueue"` persists the run `pending` and it
+starts when the thread is free, in creation order. `interrupt` and `rollback` are refused (422).
+
+Stateless runs (no `thread_id`) run on a new thread; `on_completion="delete"` (their default)
+deletes that thread and its conversation when the run ends, and keeps the run (thread_id null).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared import events
+from shared.agents import CATALOG, AgentSpec
+from shared.auth import Principal
+from shared.db import repo
+from shared.db.engine import db_session
+from shared.db.models import Run, Thread, new_id, utcnow
+from shared.dispatch import enqueue_run
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.ratelimit import check_token_budget
+from shared.run_events import (
+    ALL_MODES,
+    STREAM_MODES,
+    read_events,
+    selected_events,
+    sse,
+    tail_events,
+    to_messages,
+)
+from shared.runs import aware, conversation_session, delete_conversation, spawn
+from shared.settings import get_settings
+from shared.webhooks import check_scheme
+
+Json = dict[str, Any]
+MAX_PAGE = 1000
+_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}
+_ROLES |= {"system": "system", "developer": "developer"}
+
+
+# --- request bodies --------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    """Base of the bodies: unknown LangGraph fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Page(_Body):
+    """`limit` and `offset` of the search endpoints."""
+
+    limit: int = Field(10, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0)
+
+
+class AgentSearch(Page):
+    """Body of `POST /agents/search`."""
+
+    name: str | None = None
+    metadata: Json | None = None
+
+
+class ThreadCreate(_Body):
+    """Body of `POST /threads`."""
+
+    thread_id: uuid.UUID | None = None
+    metadata: Json | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+
+class ThreadSearch(Page):
+    """Body of `POST /threads/search`."""
+
+    metadata: Json | None = None
+    values: Json | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+
+
+class ThreadPatch(_Body):
+    """Body of `PATCH /threads/{thread_id}`: merge metadata and values, append messages."""
+
+    metadata: Json | None = None
+    values: Json | None = None
+    messages: list[Json] | None = None
+
+
+class RunSearch(Page):
+    """Body of `POST /runs/search`."""
+
+    metadata: Json | None = None
+    status: Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None = (
+        None
+    )
+    thread_id: uuid.UUID | None = None
+    agent_id: str | None = None
+
+
+class RunCreate(_Body):
+    """Body of the run-creating endpoints (Agent Protocol `RunCreate` + LangGraph's fields)."""
+
+    thread_id: uuid.UUID | None = None
+    agent_id: str | None = Field(None, max_length=100)
+    assistant_id: str | None = Field(None, max_length=100)
+    input: str | Json | list[Json] | None = None
+    messages: list[Json] | None = None
+    command: Json | None = None
+    metadata: Json | None = None
+    config: Json | None = None
+    webhook: str | None = Field(None, min_length=1, max_length=65536)
+    on_completion: Literal["delete", "keep"] | None = None
+    on_disconnect: Literal["cancel", "continue"] = "cancel"
+    if_not_exists: Literal["create", "reject"] = "reject"
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "reject"
+    stream_mode: str | list[str] | None = None
+    after_seconds: int | None = Field(None, ge=0)
+
+    @field_validator("stream_mode")
+    @classmethod
+    def _known_modes(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for mode in [value] if isinstance(value, str) else value or []:
+            if mode not in STREAM_MODES:
+                raise ValueError(f"unknown stream mode; use one of {sorted(STREAM_MODES)}")
+        return value
+
+    @property
+    def agent(self) -> str:
+        """The agent to run: agent_id, or its LangGraph synonym assistant_id, or the default."""
+        return self.agent_id or self.assistant_id or get_settings().default_agent
+
+    @property
+    def modes(self) -> list[str] | None:
+        """The requested stream modes as a list (None when not given)."""
+        if self.stream_mode is None:
+            return None
+        return [self.stream_mode] if isinstance(self.stream_mode, str) else self.stream_mode
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _iso(moment: Any) -> str | None:
+    return aware(moment).isoformat() if moment is not None else None
+
+
+def _matches(have: Json | None, want: Json | None) -> bool:
+    """Containment filter: every key of `want` is in `have` with an equal value."""
+    return all((have or {}).get(k) == v for k, v in (want or {}).items())
+
+
+def parse_id(value: str, kind: str) -> str:
+    """A path id, normalized; an id that is not a UUID is reported as not found."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound(f"No {kind} {value!r}.") from None
+
+
+def _message_items(messages: list[Json]) -> list[Json]:
+    """Agent Protocol / LangGraph messages as Agents SDK input items."""
+    items: list[Json] = []
+    for index, message in enumerate(messages):
+        role = _ROLES.get(str(message.get("role") or message.get("type") or ""))
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = [p.get("text") for p in content if isinstance(p, dict)]
+            content = "".join(t for t in texts if isinstance(t, str))
+        if role is None or not isinstance(content, str) or not content.strip():
+            raise ValidationFailed(
+                "Each message needs a role (user, assistant, system, developer) and text content.",
+                errors=[{"loc": ["messages", index], "msg": "invalid message"}],
+            )
+        items.append({"role": role, "content": content})
+    return items
+
+
+def normalize_input(body: RunCreate) -> list[Json]:
+    """The run's input as SDK items: a string, `{"messages": [...]}`, a message list, or
+    `messages`."""
+    if body.command is not None:
+        raise ValidationFailed("`command` (resuming interrupts) is not supported yet.")
+    given: Any = body.input
+    if isinstance(given, dict):
+        if "messages" not in given or not isinstance(given["messages"], list):
+            raise ValidationFailed('An object input must be {"messages": [...]}.')
+        given = given["messages"]
+    if given is None and body.messages:
+        given = body.messages
+    if isinstance(given, str):
+        if not given.strip():
+            raise ValidationFailed("The input must not be blank.")
+        items = [{"role": "user", "content": given}]
+    elif isinstance(given, list) and given:
+        items = _message_items(given)
+    else:
+        raise ValidationFailed("Give an input: a string or a list of messages.")
+    total = sum(len(i["content"]) for i in items)
+    limit = get_settings().max_input_chars
+    if total > limit:
+        raise ValidationFailed(f"The input may be at most {limit} characters.")
+    return items
+
+
+# --- agents ----------------------------------------------------------------------------------
+
+
+def agent_json(spec: AgentSpec) -> Json:
+    """An Agent of the catalog in Agent Protocol shape."""
+    return {
+        "agent_id": spec.name,
+        "assistant_id": spec.name,
+        "graph_id": spec.name,
+        "name": spec.name,
+        "description": spec.description,
+        "metadata": {},
+        "capabilities": {"ap.io.messages": True, "ap.io.streaming": True},
+    }
+
+
+def search_agents(body: AgentSearch) -> list[Json]:
+    """Catalog agents matching a name (substring) and metadata."""
+    found = [
+        agent_json(spec)
+        for spec in CATALOG.values()
+        if (body.name is None or body.name.lower() in spec.name.lower())
+        and _matches({}, body.metadata)
+    ]
+    return found[body.offset : body.offset + body.limit]
+
+
+def get_agent_info(agent_id: str) -> Json:
+    """One catalog agent, or NotFound."""
+    spec = CATALOG.get(agent_id)
+    if spec is None:
+        raise NotFound(f"No agent {agent_id!r}.")
+    return agent_json(spec)
+
+
+_MESSAGE_SCHEMA: Json = {
+    "type": "object",
+    "properties": {
+        "role": {"type": "string", "enum": ["user", "assistant", "system", "developer", "tool"]},
+        "content": {"type": "string"},
+    },
+    "required": ["role", "content"],
+}
+_STATE_SCHEMA: Json = {
+    "type": "object",
+    "properties": {"messages": {"type": "array", "items": _MESSAGE_SCHEMA}},
+}
+
+
+def agent_schemas(agent_id: str) -> Json:
+    """Input, output, state and config JSON Schemas of an agent."""
+    get_agent_info(agent_id)
+    return {
+        "agent_id": agent_id,
+        "input_schema": {
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                _STATE_SCHEMA,
+                {"type": "array", "items": _MESSAGE_SCHEMA},
+            ]
+        },
+        "output_schema": _STATE_SCHEMA,
+        "state_schema": _STATE_SCHEMA,
+        "config_schema": {
+            "type": "object",
+            "properties": {
+                "recursion_limit": {"type": "integer", "minimum": 1},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "configurable": {"type": "object"},
+            },
+        },
+    }
+
+
+# --- threads ---------------------------------------------------------------------------------
+
+
+async def _messages(tenant_id: str, thread_id: str) -> list[Json]:
+    items = await conversation_session(tenant_id, thread_id).get_items(
+        limit=get_settings().history_limit
+    )
+    return to_messages(items)
+
+
+def thread_json(thread: Thread, messages: list[Json] | None = None) -> Json:
+    """A thread in Agent Protocol shape (`messages` also inside `values` for LangGraph)."""
+    values = dict(thread.values_ or {})
+    body: Json = {
+        "thread_id": thread.id,
+        "created_at": _iso(thread.created_at),
+        "updated_at": _iso(thread.updated_at),
+        "metadata": thread.metadata_ or {},
+        "status": thread.status,
+        "values": values,
+        "interrupts": {},
+    }
+    if messages is not None:
+        body["values"] = {**values, "messages": messages}
+        body["messages"] = messages
+    return body
+
+
+async def _thread(principal: Principal, thread_id: str) -> Thread:
+    async with db_session() as db:
+        thread = await repo.get_thread(
+            session=db, tenant_id=principal.tenant_id, thread_id=parse_id(thread_id, "thread")
+        )
+    if thread is None:
+        raise NotFound(f"No thread {thread_id!r}.")
+    return thread
+
+
+async def create_thread(principal: Principal, body: ThreadCreate) -> Json:
+    """Create a thread (with a chosen id when given; `if_exists` decides on duplicates)."""
+    thread_id = str(body.thread_id) if body.thread_id else None
+    if thread_id is not None:
+        async with db_session() as db:
+            existing = await db.get(Thread, thread_id)
+        if existing is not None:
+            if existing.tenant_id == principal.tenant_id and body.if_exists == "do_nothing":
+                return thread_json(existing, await _messages(principal.tenant_id, thread_id))
+            raise Conflict(f"Thread {thread_id!r} already exists.")
+    try:
+        async with db_session() as db:
+            thread = await repo.create_thread(
+                session=db,
+                tenant_id=principal.tenant_id,
+                metadata=body.metadata,
+                thread_id=thread_id,
+            )
+            await db.commit()
+    except IntegrityError:
+        raise Conflict(f"Thread {thread_id!r} already exists.") from None
+    return thread_json(thread, [])
+
+
+async def search_threads(principal: Principal, body: ThreadSearch) -> list[Json]:
+    """The tenant's threads filtered by metadata, values and status, newest first."""
+    async with db_session() as db:
+        threads = await repo.search_threads(
+            session=db, tenant_id=principal.tenant_id, status=body.status
+        )
+    found = [
+        t
+        for t in threads
+        if _matches(t.metadata_, body.metadata) and _matches(t.values_, body.values)
+    ]
+    return [thread_json(t) for t in found[body.offset : body.offset + body.limit]]
+
+
+async def get_thread(principal: Principal, thread_id: str) -> Json:
+    """One thread with its current messages."""
+    thread = await _thread(principal, thread_id)
+    return thread_json(thread, await _messages(principal.tenant_id, thread.id))
+
+
+async def patch_thread(principal: Principal, thread_id: str, body: ThreadPatch) -> Json:
+    """Merge metadata and values into a thread; append messages to its conversation."""
+    thread = await _thread(principal, thread_id)
+    items = _message_items(body.messages) if body.messages else []
+    async with db_session() as db:
+        current = await repo.get_thread(
+            session=db, tenant_id=principal.tenant_id, thread_id=thread.id
+        )
+        if current is None:
+            raise NotFound(f"No thread {thread_id!r}.")
+        if body.metadata:
+            current.metadata_ = {**(current.metadata_ or {}), **body.metadata}
+        if body.values:
+            values = {k: v for k, v in body.values.items() if k != "messages"}
+            current.values_ = {**(current.values_ or {}), **values}
+        current.updated_at = utcnow()
+        db.add(current)
+        await db.commit()
+    if items:
+        await conversation_session(principal.tenant_id, thread.id).add_items(items)  # type: ignore[arg-type]
+    return await get_thread(principal, thread.id)
+
+
+async def delete_thread(principal: Principal, thread_id: str) -> None:
+    """Delete a thread, its runs, their events and its conversation (409 while runs are active)."""
+    thread = await _thread(principal, thread_id)
+    async with db_session() as db:
+        active = [
+            r
+            for r in await repo.search_runs(
+                session=db, tenant_id=principal.tenant_id, thread_id=thread.id
+            )
+            if r.status in ("pending", "running")
+        ]
+    if active or thread.status == "busy":
+        raise Conflict("The thread has active runs; cancel them first.")
+    await delete_conversation(principal.tenant_id, thread.id, keep_runs=False)
+
+
+async def thread_history(principal: Principal, thread_id: str, *, limit: int = 10) -> list[Json]:
+    """Past states of a thread, newest first: one per finished run (checkpoint_id = run id)."""
+    thread = await _thread(principal, thread_id)
+    async with db_session() as db:
+        runs = [
+            r
+            for r in await repo.search_runs(
+                session=db, tenant_id=principal.tenant_id, thread_id=thread.id
+            )
+            if r.history_len is not None
+        ]
+    runs.sort(key=lambda r: (aware(r.finished_at or r.created_at), r.id), reverse=True)
+    items = await conversation_session(principal.tenant_id, thread.id).get_items()
+    states: list[Json] = []
+    for run in runs[:limit]:
+        messages = to_messages(items[: run.history_len])
+        states.append(
+            {
+                "checkpoint": {"checkpoint_id": run.id, "thread_id": thread.id},
+                "values": {**(thread.values_ or {}), "messages": messages},
+                "messages": messages,
+                "metadata": {"run_id": run.id, "status": run.status, "agent_id": run.agent},
+                "created_at": _iso(run.finished_at),
+                "next": [],
+                "tasks": [],
+            }
+        )
+    return states
+
+
+async def copy_thread(principal: Principal, thread_id: str) -> Json:
+    """A new thread with the same metadata, values and conversation (runs are not copied)."""
+    source = await _thread(principal, thread_id)
+    async with db_session() as db:
+        thread = await repo.create_thread(
+            session=db,
+            tenant_id=principal.tenant_id,
+            metadata=dict(source.metadata_ or {}),
+            values=dict(source.values_) if source.values_ else None,
+        )
+        await db.commit()
+    items = await conversation_session(principal.tenant_id, source.id).get_items()
+    if items:
+        await conversation_session(principal.tenant_id, thread.id).add_items(items)
+    return thread_json(thread, to_messages(items))
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+def run_json(run: Run) -> Json:
+    """A run in Agent Protocol shape, with LangGraph's field names alongside."""
+    cancelled = run.error == "cancelled"
+    return {
+        "run_id": run.id,
+        "thread_id": run.thread_id,
+        "agent_id": run.agent,
+        "assistant_id": run.agent,
+        "created_at": _iso(run.created_at),
+        "updated_at": _iso(run.updated_at or run.created_at),
+        "status": run.status,
+        "metadata": run.metadata_ or {},
+        "multitask_strategy": run.multitask_strategy or "reject",
+        "kwargs": {
+            "config": run.config or {},
+            "webhook": run.webhook,
+            "on_completion": run.on_completion,
+            "on_disconnect": run.on_disconnect,
+            "stream_mode": run.stream_mode,
+        },
+        "output": run.output,
+        "error": None if cancelled else run.error,
+        "cancel_reason": "cancelled" if cancelled else None,
+        "usage": {
+            "requests": run.requests,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "total_tokens": run.total_tokens,
+        },
+    }
+
+
+async def _resolve_thread(principal: Principal, body: RunCreate, thread_id: str | None) -> str:
+    """The thread the run goes to: given (created when if_not_exists=create) or a new one."""
+    tenant = principal.tenant_id
+    if thread_id is None:
+        async with db_session() as db:
+            thread = await repo.create_thread(session=db, tenant_id=tenant)
+            await db.commit()
+        return thread.id
+    async with db_session() as db:
+        found = await db.get(Thread, thread_id)
+    if found is not None and found.tenant_id == tenant:
+        return found.id
+    if found is not None or body.if_not_exists != "create":
+        raise NotFound(f"No thread {thread_id!r}.")
+    try:
+        async with db_session() as db:
+            await repo.create_thread(session=db, tenant_id=tenant, thread_id=thread_id)
+            await db.commit()
+    except IntegrityError:
+        pass  # created concurrently by the same tenant's other request, or taken
+    return (await _thread(principal, thread_id)).id
+
+
+async def create_run(
+    principal: Principal,
+    body: RunCreate,
+    *,
+    thread_id: str | None = None,
+    default_modes: list[str] | None = None,
+) -> Run:
+    """Validate and persist a pending run, claim its thread (reject) and start executing it.
+
+    `thread_id` (from a thread-scoped path) overrides the body's. Raises 409 when the thread is
+    busy and the strategy is reject, 404 for an unknown agent or thread.
+    """
+    tenant = principal.tenant_id
+    if body.command is not None:
+        # LangGraph's `command: {"resume": ...}`: decide the thread's interrupted run's reviews
+        # (shared/reviews.py), which resumes that same run.
+        from shared.reviews import resume_with_command
+
+        given_thread = thread_id or (str(body.thread_id) if body.thread_id else None)
+        return await resume_with_command(principal, body.command, given_thread)
+    if body.agent not in CATALOG:
+        raise NotFound(f"No agent {body.agent!r}.")
+    await check_token_budget(tenant)
+    if body.multitask_strategy in ("interrupt", "rollback"):
+        raise ValidationFailed("multitask_strategy must be 'reject' or 'enqueue'.")
+    items = normalize_input(body)
+    if body.webhook is not None:
+        check_scheme(body.webhook)
+    settings = get_settings()
+    if body.after_seconds is not None and body.after_seconds > settings.max_run_delay_seconds:
+        raise ValidationFailed(f"after_seconds may be at most {settings.max_run_delay_seconds}.")
+    given = thread_id or (str(body.thread_id) if body.thread_id else None)
+    stateless = given is None
+    tid = await _resolve_thread(principal, body, given)
+    run = new_run(
+        principal,
+        body,
+        thread_id=tid,
+        items=items,
+        stateless=stateless,
+        default_modes=default_modes,
+    )
+    async with db_session() as db:
+        await stage_run(db, run, reject_if_busy=body.multitask_strategy == "reject")
+        await db.commit()
+    await start_staged_run(run)
+    return run
+
+
+def new_run(
+    principal: Principal,
+    body: RunCreate,
+    *,
+    thread_id: str,
+    items: list[Json],
+    stateless: bool,
+    default_modes: list[str] | None = None,
+    now: datetime | None = None,
+) -> Run:
+    """The pending run `create_run` persists, not yet added to a session (crons use it too)."""
+    now = now or utcnow()
+    return Run(
+        id=new_id(),
+        tenant_id=principal.tenant_id,
+        thread_id=thread_id,
+        agent=body.agent,
+        status="pending",
+        input="\n".join(i["content"] for i in items if i["role"] == "user"),
+        input_items=items,
+        metadata_=body.metadata or {},
+        config=body.config or {},
+        webhook=body.webhook,
+        user_id=principal.user_id or principal.key_id,
+        on_completion=body.on_completion or ("delete" if stateless else "keep"),
+        on_disconnect=body.on_disconnect,
+        multitask_strategy=body.multitask_strategy,
+        stream_mode=body.modes or default_modes,
+        not_before=now + timedelta(seconds=body.after_seconds) if body.after_seconds else None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def stage_run(db: AsyncSession, run: Run, *, reject_if_busy: bool) -> None:
+    """Add a new pending run to the session with its first event; the caller commits.
+
+    With `reject_if_busy` it claims the run's thread, or rolls back and raises 409.
+    """
+    tenant, tid = run.tenant_id, run.thread_id
+    if tid is None:
+        raise ValueError("a new run needs its thread")
+    db.add(run)
+    await db.flush()
+    if reject_if_busy and not await repo.claim_thread(
+        session=db, tenant_id=tenant, thread_id=tid, run_id=run.id, queued_at=None
+    ):
+        await db.rollback()
+        raise Conflict(
+            f"Thread {tid!r} is busy; retry later or use multitask_strategy 'enqueue'.",
+            thread_id=tid,
+        )
+    await repo.append_run_events(
+        session=db,
+        tenant_id=tenant,
+        run_id=run.id,
+        events=[(1, "metadata", {"run_id": run.id, "thread_id": tid})],
+    )
+    await events.record_event(
+        session=db,
+        tenant_id=tenant,
+        type=events.RUN_CREATED,
+        subject=run.id,
+        data=events.run_event_data(run, status="pending"),
+    )
+
+
+async def start_staged_run(run: Run) -> None:
+    """After the run's transaction committed: deliver its events and hand it to an executor."""
+    events.drain_soon()
+    await enqueue_run(run.id)
+
+
+async def get_run(principal: Principal, run_id: str, *, thread_id: str | None = None) -> Run:
+    """A run of the tenant (and of the thread, on thread-scoped paths), or NotFound."""
+    async with db_session() as db:
+        run = await repo.get_run(
+            session=db, tenant_id=principal.tenant_id, run_id=parse_id(run_id, "run")
+        )
+    if run is None or (thread_id is not None and run.thread_id != parse_id(thread_id, "thread")):
+        raise NotFound(f"No run {run_id!r}.")
+    return run
+
+
+async def search_runs(
+    principal: Principal,
+    body: RunSearch,
+    *,
+    thread_id: str | None = None,
+) -> list[Json]:
+    """The tenant's runs filtered by thread, agent, status and metadata, newest first."""
+    tid = thread_id or (str(body.thread_id) if body.thread_id else None)
+    if thread_id is not None:
+        await _thread(principal, thread_id)
+    async with db_session() as db:
+        runs = await repo.search_runs(
+            session=db,
+            tenant_id=principal.tenant_id,
+            thread_id=tid,
+            agent=body.agent_id,
+            status=body.status,
+        )
+    found = [r for r in runs if _matches(r.metadata_, body.metadata)]
+    return [run_json(r) for r in found[body.offset : body.offset + body.limit]]
+
+
+async def delete_run(principal: Principal, run_id: str, *, thread_id: str | None = None) -> None:
+    """Delete a finished run and its events (409 while it is pending or running)."""
+    run = await get_run(principal, run_id, thread_id=thread_id)
+    if run.status not in repo.TERMINAL_RUN_STATUSES:
+        raise Conflict("The run is still active; cancel it first.")
+    async with db_session() as db:
+        await repo.delete_run(session=db, tenant_id=principal.tenant_id, run_id=run.id)
+        await db.commit()
+
+
+async def cancel_run(
+    principal: Principal, run_id: str, *, thread_id: str | None = None, wait: bool = False
+) -> Run:
+    """Request a run's cancellation (any instance); with `wait`, return once it has ended."""
+    from shared.runs import finish_pending_run
+
+    run = await get_run(principal, run_id, thread_id=thread_id)
+    if run.status == "interrupted" and run.error is None:
+        # Waiting for a human review (shared/reviews.py): end it, closing its reviews.
+        from shared.reviews import cancel_paused_run
+
+        if await cancel_paused_run(principal.tenant_id, run.id):
+            return await get_run(principal, run.id)
+    if run.status in repo.TERMINAL_RUN_STATUSES:
+        raise Conflict(f"The run has already ended ({run.status}).")
+    await request_cancel(principal.tenant_id, run.id)
+    if run.status == "pending":
+        await finish_pending_run(run, status="interrupted", error="cancelled")
+    if wait:
+        return await wait_run(principal, run.id)
+    return await get_run(principal, run.id)
+
+
+async def request_cancel(tenant_id: str, run_id: str) -> None:
+    """Set a run's cancel flag; a still pending run (no executor polls it yet) ends at once."""
+    from shared.runs import finish_pending_run
+
+    async with db_session() as db:
+        await repo.request_cancel(session=db, tenant_id=tenant_id, run_id=run_id)
+        await db.commit()
+        run = await repo.get_run(session=db, tenant_id=tenant_id, run_id=run_id)
+    if run is not None and run.status == "pending":
+        # Its queue message may be invisible for hours (after_seconds); the executor that
+        # finally receives it finds the run ended and acknowledges.
+        await finish_pending_run(run, status="interrupted", error="cancelled")
+
+
+async def wait_run(principal: Principal, run_id: str) -> Run:
+    """Poll until the run has ended or ASCENT_RUN_WAIT_SECONDS passed; return it as it is."""
+    settings = get_settings()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.run_wait_seconds
+    while True:
+        run = await get_run(principal, run_id)
+        if run.status in repo.TERMINAL_RUN_STATUSES or loop.time() >= deadline:
+            return run
+        await asyncio.sleep(settings.run_poll_seconds)
+
+
+async def wait_response(principal: Principal, run: Run) -> Json:
+    """`RunWaitResponse`: the run, its final values and messages (LangGraph reads `messages`)."""
+    async with db_session() as db:
+        final = await repo.last_run_event(
+            session=db, tenant_id=principal.tenant_id, run_id=run.id, event="values"
+        )
+    values: Json = final.data if final is not None and isinstance(final.data, dict) else {}
+    body: Json = {
+        "run": run_json(run),
+        "values": values,
+        "messages": values.get("messages", []),
+        "output": run.output,
+    }
+    if run.status == "interrupted" and values.get("__interrupt__"):
+        # Waiting for review: LangGraph clients read the interrupts at the top level.
+        body["__interrupt__"] = values["__interrupt__"]
+    if run.status == "error":
+        body["__error__"] = {"error": "RunError", "message": run.error or "The run failed."}
+    return body
+
+
+def parse_last_event_id(header: str | None) -> int:
+    """The seq after which to resume (0: from the start); 422 when it is not ours."""
+    if header is None or not header.strip():
+        return 0
+    try:
+        value = int(header.strip())
+    except ValueError:
+        raise ValidationFailed("Last-Event-ID must be an event id this API sent.") from None
+    if value < 0:
+        raise ValidationFailed("Last-Event-ID must be an event id this API sent.")
+    return value
+
+
+async def stream_run(
+    principal: Principal,
+    run: Run,
+    *,
+    after: int = 0,
+    modes: list[str] | None = None,
+    cancel_on_disconnect: bool = False,
+) -> AsyncIterator[bytes]:
+    """SSE of a run: its persisted events after `after`, then the live tail until `end`.
+
+    Only events of the selected stream modes are sent (default: the modes the run was created
+    with, else all); ids are the persisted seq, so gaps are normal. If the client goes away
+    before the run ended and `cancel_on_disconnect`, the run is cancelled.
+    """
+    wanted = selected_events(modes or run.stream_mode or list(ALL_MODES))
+    ended = False
+    try:
+        async for row in tail_events(tenant_id=principal.tenant_id, run_id=run.id, after=after):
+            if row is None:
+                yield b": keepalive\n\n"
+                continue
+            if row.event == "end":
+                ended = True
+            if row.event in wanted:
+                yield sse(row.seq, row.event, row.data)
+        ended = True
+    finally:
+        if not ended and cancel_on_disconnect:
+            # The request task is being cancelled: record the cancel from a task of its own.
+            spawn(request_cancel(principal.tenant_id, run.id))
+
+
+async def run_events_json(principal: Principal, run_id: str) -> list[Json]:
+    """A run's persisted events (id, event, data), for inspection."""
+    run = await get_run(principal, run_id)
+    rows = await read_events(tenant_id=principal.tenant_id, run_id=run.id)
+    return [{"id": r.seq, "event": r.event, "data": r.data} for r in rows]

@@ -1,0 +1,118 @@
+"""Fixtures every tier shares: isolated settings, blocked real models, the dev host process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
+from agents.models.openai_responses import OpenAIResponsesModel
+
+from local.devhost_process import (
+    SETTINGS_ENV,
+    DevHostProcess,
+    spawn,
+    wait_healthy,
+)
+
+# Captured once, before any test touches the environment: CI (and local/test.sh) set it.
+POSTGRES_URL = os.environ.get("DATABASE_URL") or None
+LIVE_KEY = os.environ.get("OPENAI_API_KEY") or None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip live tests without a key and Postgres tests without a database, saying why."""
+    for item in items:
+        if item.get_closest_marker("live") and not LIVE_KEY:
+            item.add_marker(pytest.mark.skip(reason="live: set OPENAI_API_KEY to run"))
+        if item.get_closest_marker("postgres") and not POSTGRES_URL:
+            item.add_marker(pytest.mark.skip(reason="postgres: set DATABASE_URL to run"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test starts from the embedded defaults in its own data dir, with no cached state."""
+    from shared.db.engine import _sessionmaker, get_engine
+    from shared.llm import get_model_provider
+    from shared.settings import get_settings
+
+    for name in SETTINGS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ASCENT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ASCENT_ENV", "test")
+    for cached in (get_settings, get_engine, _sessionmaker, get_model_provider):
+        cached.cache_clear()
+    yield
+    for cached in (get_settings, get_engine, _sessionmaker, get_model_provider):
+        cached.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+async def settle_background_tasks() -> AsyncIterator[None]:
+    """Tasks a test leaves running (outbox drains, run tasks) end with it, not later in GC.
+
+    A task still holding a pooled connection when its test's loop closes would be collected
+    later, and SQLAlchemy's "non-checked-in connection" complaint would fail an unrelated test.
+    """
+    yield
+    current = asyncio.current_task()
+    leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    for task in leftover:
+        task.cancel()
+    await asyncio.gather(*leftover, return_exceptions=True)
+
+
+@pytest.fixture(autouse=True)
+def block_real_models(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that reaches a real model provider fails, unless it is marked live."""
+    if request.node.get_closest_marker("live"):
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a real model was called from a test not marked live")
+
+    for cls in (OpenAIResponsesModel, OpenAIChatCompletionsModel):
+        monkeypatch.setattr(cls, "get_response", refuse)
+        monkeypatch.setattr(cls, "stream_response", refuse)
+
+
+DevHost = DevHostProcess  # the launcher lives in local/devhost_process.py, shared with bench/
+
+
+def start_devhost(
+    data_dir: Path, *, database_url: str | None = None, extra_env: dict[str, str] | None = None
+) -> DevHost:
+    """Start a dev host process on a free port and wait until /api/health answers."""
+    env = {
+        "ASCENT_ENV": "test",
+        # Request-rate limits are off unless a test sets them (extra_env): tests that poll a
+        # shared host for a minute would otherwise meet the per-key limit, timing-dependently.
+        "ASCENT_RATE_LIMIT_PER_MINUTE": "0",
+        "ASCENT_KEY_RATE_LIMIT_PER_MINUTE": "0",
+    }
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    env.update(extra_env or {})
+    host = spawn(data_dir, env=env)
+    wait_healthy(host, poll=0.1)
+    return host
+
+
+BACKENDS = [
+    pytest.param(None, id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def devhost(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevHost]:
+    """A dev host shared by a test module, once on SQLite and once on Postgres (when set)."""
+    url = POSTGRES_URL if request.param == "postgres" else None
+    host = start_devhost(tmp_path_factory.mktemp("devhost"), database_url=url)
+    yield host
+    host.stop()

@@ -1,0 +1,64 @@
+"""Fixtures for the event tests: a migrated database (SQLite, or Postgres when set) and a tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import POSTGRES_URL
+
+DB_BACKENDS = [
+    pytest.param(None, id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=DB_BACKENDS)
+async def tenant(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """A new tenant on a migrated database (this test's SQLite file, or the shared Postgres)."""
+    from shared.db import repo
+    from shared.db.engine import _sessionmaker, db_session, get_engine
+    from shared.db.migrate import migrate
+    from shared.settings import get_settings
+
+    if request.param == "postgres" and POSTGRES_URL:
+        monkeypatch.setenv("DATABASE_URL", POSTGRES_URL)
+    monkeypatch.setenv("ASCENT_EVENTS_RETRY_SECONDS", "0.01")
+    for cached in (get_settings, get_engine, _sessionmaker):
+        cached.cache_clear()
+    await migrate(get_engine())
+    tenant_id = f"ev-{uuid.uuid4().hex[:12]}"
+    async with db_session() as db:
+        await repo.create_tenant(session=db, name="events test", tenant_id=tenant_id)
+        await db.commit()
+    yield tenant_id
+    await get_engine().dispose()
+
+
+async def record(tenant_id: str, subject: str, type_: str, **data: Any) -> str:
+    """Record one event in its own committed transaction; return its id."""
+    from shared.db.engine import db_session
+    from shared.events import record_event
+
+    async with db_session() as db:
+        row = await record_event(
+            session=db, tenant_id=tenant_id, type=type_, subject=subject, data=dict(data)
+        )
+        await db.commit()
+    return row.id
+
+
+async def until(check: Callable[[], Awaitable[bool]], *, seconds: float = 20.0) -> None:
+    """Poll `check` (which may act, e.g. drain) until it is true; fail after the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        await asyncio.sleep(0)

@@ -1,0 +1,250 @@
+"""Exactly one outcome per run on at-least-once delivery: duplicates, races, leases, poison.
+
+In-process on the embedded stage (SQLite, offline model), through the real queue-triggered
+functions of function_app as the dev host indexes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlmodel import col, select
+
+from local.queue_host import QueueListener, QueueTrigger, queue_triggers
+from shared.db import repo
+from shared.db.engine import db_session, get_engine
+from shared.db.migrate import migrate
+from shared.db.models import Run, RunEvent, utcnow
+from shared.dispatch import RunMessage, send_run_message
+from shared.queues import QueueOptions, get_queue_backend, reset_queue_backends
+from shared.runs import conversation_session, execute_run
+from tests.queue_support import eventually
+
+pytestmark = pytest.mark.asyncio
+TENANT = "t-queue"
+
+
+@pytest_asyncio.fixture
+async def schema(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """The embedded schema with one tenant; short leases; the queue backend reset."""
+    monkeypatch.setenv("QUEUE_BACKEND", "embedded")
+    monkeypatch.setenv("ASCENT_RUN_LEASE_SECONDS", "1")
+    reset_queue_backends()
+    await migrate(get_engine())
+    async with db_session() as db:
+        await repo.create_tenant(session=db, name="q", tenant_id=TENANT)
+        await db.commit()
+    yield
+    reset_queue_backends()
+    await get_engine().dispose()
+
+
+async def pending_run(text: str = "hello there") -> Run:
+    """A persisted pending run of the assistant on a new thread."""
+    async with db_session() as db:
+        thread = await repo.create_thread(session=db, tenant_id=TENANT)
+        now = utcnow()
+        run = Run(
+            tenant_id=TENANT,
+            thread_id=thread.id,
+            agent="assistant",
+            status="pending",
+            input=text,
+            input_items=[{"role": "user", "content": text}],
+            created_at=now,
+            updated_at=now,
+        )
+        db.add(run)
+        await db.commit()
+        await db.refresh(run)
+    return run
+
+
+async def reload(run_id: str) -> Run:
+    """The run as stored now."""
+    async with db_session() as db:
+        found = await db.get(Run, run_id)
+    assert found is not None
+    return found
+
+
+async def end_events(run_id: str) -> int:
+    """How many `end` events the run has (one per recorded outcome)."""
+    async with db_session() as db:
+        rows = (
+            await db.exec(
+                select(RunEvent).where(RunEvent.run_id == run_id, col(RunEvent.event) == "end")
+            )
+        ).all()
+    return len(rows)
+
+
+async def history(run: Run) -> list[Any]:
+    """The run's thread history (SDK items)."""
+    assert run.thread_id is not None
+    return list(await conversation_session(run.tenant_id, run.thread_id).get_items())
+
+
+def agent_runs_trigger() -> QueueTrigger:
+    """The real `agent-runs` queue trigger of function_app, indexed as the dev host does."""
+    from function_app import app
+    from shared.openapi import app_functions
+
+    found = [t for t in queue_triggers(app_functions(app)) if t.queue_name == "agent-runs"]
+    assert len(found) == 1
+    return found[0]
+
+
+def user_items(items: list[Any], text: str) -> int:
+    """How many user items with this text the history holds."""
+    return sum(1 for i in items if i.get("role") == "user" and i.get("content") == text)
+
+
+async def test_same_message_delivered_twice_has_one_outcome(schema: None) -> None:
+    """Two identical messages for one run: one success, one end event, the input once."""
+    run = await pending_run("duplicate me")
+    message = RunMessage(run_id=run.id, tenant_id=TENANT)
+    await send_run_message(message)
+    await send_run_message(message)
+    backend = get_queue_backend()
+    options = QueueOptions(batch_size=4, new_batch_threshold=2, max_polling_interval=0.2)
+    listener = QueueListener(
+        agent_runs_trigger(), backend=backend, options=options, message_lease=5
+    )
+    task = asyncio.create_task(listener.run())
+    try:
+
+        async def settled() -> bool:
+            return (await reload(run.id)).status == "success" and (
+                await backend.count("agent-runs") == 0
+            )
+
+        await eventually(settled, "both messages to be handled")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await end_events(run.id) == 1
+    assert user_items(await history(run), "duplicate me") == 1
+
+
+async def test_two_workers_racing_on_one_run_have_one_outcome(schema: None) -> None:
+    """Two executors started together on one run: one success, one end event."""
+    run = await pending_run("race me")
+    await asyncio.gather(execute_run(run.id, tenant_id=TENANT), execute_run(run.id))
+    assert (await reload(run.id)).status == "success"
+    assert await end_events(run.id) == 1
+    assert user_items(await history(run), "race me") == 1
+
+
+async def test_lapsed_lease_is_taken_over_and_history_trimmed(schema: None) -> None:
+    """A run left `running` by a dead worker (lease lapsed) finishes once on redelivery."""
+    run = await pending_run("take me over")
+    assert run.thread_id is not None
+    session = conversation_session(TENANT, run.thread_id)
+    # What the dead worker left: the run running under its lapsed lease, its input saved.
+    await session.add_items([{"role": "user", "content": "take me over"}])
+    async with db_session() as db:
+        await repo.transition_run(
+            session=db,
+            run_id=run.id,
+            from_status="pending",
+            status="running",
+            lease_owner="dead-worker",
+            lease_expires_at=utcnow() - timedelta(seconds=5),
+            history_start=0,
+        )
+        await repo.claim_thread(
+            session=db, tenant_id=TENANT, thread_id=run.thread_id, run_id=run.id, queued_at=None
+        )
+        await db.commit()
+    await execute_run(run.id, tenant_id=TENANT)
+    done = await reload(run.id)
+    assert done.status == "success" and done.lease_owner != "dead-worker"
+    assert await end_events(run.id) == 1
+    assert user_items(await history(run), "take me over") == 1
+
+
+async def test_live_lease_makes_a_redelivery_a_no_op(schema: None) -> None:
+    """A redelivered message for a run another worker holds under a live lease does nothing."""
+    run = await pending_run("busy")
+    async with db_session() as db:
+        await repo.transition_run(
+            session=db,
+            run_id=run.id,
+            from_status="pending",
+            status="running",
+            lease_owner="live-worker",
+            lease_expires_at=utcnow() + timedelta(hours=1),
+        )
+        await db.commit()
+    await execute_run(run.id, tenant_id=TENANT)
+    still = await reload(run.id)
+    assert (still.status, still.lease_owner) == ("running", "live-worker")
+    assert await end_events(run.id) == 0
+
+
+async def test_sweeper_reenqueues_lapsed_and_stale_pending_runs(
+    schema: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sweep_leases sends one message per stranded run: lapsed lease, or pending too long."""
+    from aca_jobs.sweep_leases import sweep
+
+    monkeypatch.setenv("ASCENT_SWEEP_PENDING_AFTER_SECONDS", "1")
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    lapsed, stale, fresh = await pending_run("a"), await pending_run("b"), await pending_run("c")
+    async with db_session() as db:
+        await repo.transition_run(
+            session=db,
+            run_id=lapsed.id,
+            from_status="pending",
+            status="running",
+            lease_owner="dead",
+            lease_expires_at=utcnow() - timedelta(seconds=5),
+        )
+        await repo.transition_run(
+            session=db, run_id=stale.id, from_status="pending", status="pending"
+        )
+        await db.commit()
+    async with db_session() as db:
+        await db.exec(
+            Run.__table__.update()  # type: ignore[attr-defined]
+            .where(Run.__table__.c.id == stale.id)  # type: ignore[attr-defined]
+            .values(updated_at=utcnow() - timedelta(hours=1))
+        )
+        await db.commit()
+    report = await sweep()
+    assert report.expired == [lapsed.id]
+    assert report.stale_pending == [stale.id]
+    assert fresh.id not in report.stale_pending
+    assert await get_queue_backend().count("agent-runs") == 2
+    # A second sweep right away sends nothing for the stale pending run.
+    assert (await sweep()).stale_pending == []
+
+
+async def test_poison_trigger_marks_the_run_error(schema: None) -> None:
+    """A dead-lettered run message ends its (unheld) run in `error`, with the reason."""
+    from functions.runs_queue import POISONED
+
+    run = await pending_run("poisoned")
+    from function_app import app
+    from shared.openapi import app_functions
+
+    poison = [t for t in queue_triggers(app_functions(app)) if t.queue_name == "agent-runs-poison"][
+        0
+    ]
+    from local.queue_host import to_queue_message
+    from shared.queues import ReceivedMessage
+
+    body = RunMessage(run_id=run.id, tenant_id=TENANT).to_json().encode()
+    received = ReceivedMessage("m1", "p1", "", 1, None, None, None)
+    await poison.user_function(msg=to_queue_message(received, body))
+    failed = await reload(run.id)
+    assert (failed.status, failed.error) == ("error", POISONED)
+    assert await end_events(run.id) == 1
