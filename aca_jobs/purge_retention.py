@@ -5,7 +5,7 @@ Per tenant (shared/retention.py: its `tenant_retention` row over ASCENT_RETENTIO
 1. stream events of finished runs that finished before the run-events cutoff;
 2. finished runs (with their events) that finished before the runs cutoff;
 3. threads not updated since the threads cutoff that have no unfinished run: the thread, its
-   conversation, its runs and events (shared.runs.delete_conversation);
+   grants, its conversation, its runs and events (shared.runs.delete_conversation);
 4. store items whose TTL expired (shared.memory.purge_expired) and, when the tenant keeps
    store items for N days, items not updated for N days.
 

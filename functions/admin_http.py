@@ -1,4 +1,5 @@
-"""Platform admin API under `/api/platform/...`: tenants, API keys, bearer-token identity.
+"""Platform admin API under `/api/platform/...`: tenants, API keys, bearer-token identity,
+and a tenant's settings: budgets (limits), retention and tool approval policy.
 
 Routes live under `platform/`, not `admin/`: the Functions host reserves routes and function
 names starting with `admin` (its own admin API), even behind the `api` prefix
@@ -33,6 +34,22 @@ from shared.tenancy import (
     rotate_key,
     rotate_webhook_secret,
     set_identity,
+)
+from shared.tenant_limits import (
+    LimitOverrides,
+    TenantLimitsOut,
+    get_tenant_limits,
+    set_tenant_limits,
+)
+from shared.tenant_settings import (
+    RetentionOverrides,
+    TenantRetentionOut,
+    ToolPolicyOut,
+    ToolPolicyUpdate,
+    get_tenant_retention,
+    get_tool_policy,
+    set_tenant_retention,
+    set_tool_policy,
 )
 
 bp = func.Blueprint()
@@ -193,3 +210,109 @@ async def platform_rotate_webhook_secret(req: Request) -> Response:
     async with db_session() as db:
         fresh = await rotate_webhook_secret(session=db, tenant_id=req.path_params["tenant_id"])
     return JSONResponse(fresh.model_dump(mode="json"), headers=_NO_STORE)
+
+
+@bp.route(route="platform/tenants/{tenant_id}/limits", methods=["GET"], auth_level=_ANON)
+@documented(
+    summary="Show the tenant's budgets (overrides and effective values)",
+    response=TenantLimitsOut,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_get_limits(req: Request) -> Response:
+    """Return the tenant's budget overrides (null = default) and the budgets enforced now."""
+    _admin(req)
+    async with db_session() as db:
+        found = await get_tenant_limits(session=db, tenant_id=req.path_params["tenant_id"])
+    return JSONResponse(found.model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/limits", methods=["PUT"], auth_level=_ANON)
+@documented(
+    summary="Set the tenant's budgets (null = the deployment default, 0 = off)",
+    request=LimitOverrides,
+    response=TenantLimitsOut,
+    errors=[403, 404, 503],
+    tags=_TAGS,
+)
+@api
+async def platform_set_limits(req: Request) -> Response:
+    """Replace the tenant's budget overrides: at once on this instance, within 5 s on others."""
+    _admin(req)
+    body = await read_json(req, LimitOverrides)
+    async with db_session() as db:
+        saved = await set_tenant_limits(
+            session=db, tenant_id=req.path_params["tenant_id"], body=body
+        )
+    return JSONResponse(saved.model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/retention", methods=["GET"], auth_level=_ANON)
+@documented(
+    summary="Show the tenant's retention (overrides and effective days)",
+    response=TenantRetentionOut,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_get_retention(req: Request) -> Response:
+    """Return the tenant's retention overrides (null = default) and the days applied now."""
+    _admin(req)
+    async with db_session() as db:
+        found = await get_tenant_retention(session=db, tenant_id=req.path_params["tenant_id"])
+    return JSONResponse(found.model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/retention", methods=["PUT"], auth_level=_ANON)
+@documented(
+    summary="Set the tenant's retention in days (null = the default, 0 = forever)",
+    request=RetentionOverrides,
+    response=TenantRetentionOut,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_set_retention(req: Request) -> Response:
+    """Replace the tenant's retention overrides; the next purge_retention run applies them."""
+    _admin(req)
+    body = await read_json(req, RetentionOverrides)
+    async with db_session() as db:
+        saved = await set_tenant_retention(
+            session=db, tenant_id=req.path_params["tenant_id"], body=body
+        )
+    return JSONResponse(saved.model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/tool-policy", methods=["GET"], auth_level=_ANON)
+@documented(
+    summary="Show the tools the tenant runs without approval",
+    response=ToolPolicyOut,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_get_tool_policy(req: Request) -> Response:
+    """Return the tenant's tool approval policy (null = the default) and what applies now."""
+    _admin(req)
+    async with db_session() as db:
+        found = await get_tool_policy(session=db, tenant_id=req.path_params["tenant_id"])
+    return JSONResponse(found.model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/tool-policy", methods=["PUT"], auth_level=_ANON)
+@documented(
+    summary="Set the write/spend tools the tenant runs without approval (null = the default)",
+    request=ToolPolicyUpdate,
+    response=ToolPolicyOut,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_set_tool_policy(req: Request) -> Response:
+    """Replace or remove the tenant's tool approval policy; the next tool call follows it."""
+    _admin(req)
+    body = await read_json(req, ToolPolicyUpdate)
+    async with db_session() as db:
+        saved = await set_tool_policy(session=db, tenant_id=req.path_params["tenant_id"], body=body)
+    return JSONResponse(saved.model_dump(mode="json"))

@@ -1,11 +1,12 @@
-"""Agent Protocol threads: create, search, get, patch, delete, history and copy."""
+"""Agent Protocol threads: create, search, get, patch, delete, history and copy; and the
+grants that share a user's thread with other users of the tenant (shared/thread_access.py)."""
 
 from __future__ import annotations
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared import protocol
+from shared import protocol, thread_access
 from shared.http import api, principal_of, read_json
 from shared.openapi import documented
 from shared.protocol_http import query_int
@@ -14,6 +15,20 @@ bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS
 _OBJECT = {"type": "object"}
 _ARRAY = {"type": "array", "items": {}}
+_GRANTEE = {
+    "user_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": thread_access.MAX_USER_ID_CHARS,
+        "pattern": r"^\S(.*\S)?$",
+        "description": "The user's id as their tokens carry it (`oid`, else `sub`).",
+    }
+}
+_GRANTS_DOC = (
+    "Only the thread's owner or a tenant-wide principal (an API key, or a user with the "
+    "tenant admin role) manages grants: another user who sees the thread through a grant gets "
+    "403, and one who does not see it 404, as for a missing thread."
+)
 
 
 @bp.route(route="threads", methods=["POST"], auth_level=ANON)
@@ -110,3 +125,56 @@ async def protocol_copy_thread(req: Request) -> Response:
     """Copy a thread's metadata, values and conversation into a new thread."""
     principal = await principal_of(req)
     return JSONResponse(await protocol.copy_thread(principal, req.path_params["thread_id"]))
+
+
+@bp.route(route="threads/{thread_id}/grants", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="List the users a thread is granted to",
+    description=_GRANTS_DOC,
+    response=thread_access.GrantList,
+    errors=[403, 404],
+    tags=["threads"],
+)
+@api
+async def protocol_list_thread_grants(req: Request) -> Response:
+    """List the thread's owner and the users it is granted to, oldest grant first."""
+    principal = await principal_of(req)
+    thread_id = protocol.parse_id(req.path_params["thread_id"], "thread")
+    grants = await thread_access.list_grants(principal, thread_id)
+    return JSONResponse(grants.model_dump(mode="json"))
+
+
+@bp.route(route="threads/{thread_id}/grants/{user_id}", methods=["PUT"], auth_level=ANON)
+@documented(
+    summary="Grant a user of the tenant access to a thread (idempotent)",
+    description=_GRANTS_DOC + " The grantee may read, run, patch, copy and delete the thread.",
+    response=thread_access.GrantOut,
+    errors=[403, 404, 422],
+    path_params=_GRANTEE,
+    tags=["threads"],
+)
+@api
+async def protocol_put_thread_grant(req: Request) -> Response:
+    """Grant the user access to the thread; granting again returns the existing grant."""
+    principal = await principal_of(req)
+    thread_id = protocol.parse_id(req.path_params["thread_id"], "thread")
+    granted = await thread_access.grant(principal, thread_id, req.path_params["user_id"])
+    return JSONResponse(granted.model_dump(mode="json"))
+
+
+@bp.route(route="threads/{thread_id}/grants/{user_id}", methods=["DELETE"], auth_level=ANON)
+@documented(
+    summary="Revoke a user's access to a thread (idempotent)",
+    description=_GRANTS_DOC,
+    status=204,
+    errors=[403, 404, 422],
+    path_params=_GRANTEE,
+    tags=["threads"],
+)
+@api
+async def protocol_delete_thread_grant(req: Request) -> Response:
+    """Revoke the user's grant; the thread is hidden from them again (unless they own it)."""
+    principal = await principal_of(req)
+    thread_id = protocol.parse_id(req.path_params["thread_id"], "thread")
+    await thread_access.revoke(principal, thread_id, req.path_params["user_id"])
+    return Response(status_code=204)

@@ -36,6 +36,17 @@ class Principal:
     tenant_id: str
     key_id: str
     user_id: str | None = None  # set for bearer-token (JWT / ACA auth) principals
+    # The user holds ASCENT_TENANT_ADMIN_ROLE (or is a cron acting for a tenant-wide creator).
+    tenant_admin: bool = False
+
+    @property
+    def tenant_wide(self) -> bool:
+        """Whether it sees every thread of its tenant: no user (API keys) or a tenant admin.
+
+        Other principals are users, who see the threads they own and those granted to them
+        (shared/thread_access.py).
+        """
+        return self.user_id is None or self.tenant_admin
 
 
 def hash_key(key: str) -> str:

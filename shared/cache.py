@@ -1,9 +1,12 @@
-"""A small shared cache in Redis, used where it pays: API-key lookups (shared/auth.py).
+"""A small shared cache in Redis, used where it pays: API-key lookups (shared/auth.py) and
+tenants' budget overrides (shared/tenant_limits.py).
 
-Only when REDIS_URL is set. Without Redis there is **no cache at all**, deliberately: an
-in-process cache could not be invalidated on the other instances, and a revoked or rotated key
-must stop working at once everywhere. Rate-limit counters (shared/ratelimit.py) already live in
-Redis and build their client with the same factory, `connect`.
+Only when REDIS_URL is set. Without Redis there is **no cache of API keys at all**, deliberately:
+an in-process cache could not be invalidated on the other instances, and a revoked or rotated key
+must stop working at once everywhere. (Budget overrides tolerate a documented few seconds of
+staleness, so shared/tenant_limits.py keeps them in process too, in front of this cache.)
+Rate-limit counters (shared/ratelimit.py) already live in Redis and build their client with the
+same factory, `connect`.
 
 The agent catalog is not cached here: it is static code (shared/agents/__init__.py), built once
 per process, and nothing about it changes at run time, so there is nothing to invalidate.
@@ -104,14 +107,20 @@ class RedisCache:
             return None
         return raw if isinstance(raw, str) else raw.decode()
 
-    async def set(self, key: str, value: str, ttl_seconds: int) -> None:
-        """Store `value` at `key` for `ttl_seconds`; a Redis failure is logged, not raised."""
+    async def set(
+        self, key: str, value: str, ttl_seconds: int, *, only_if_absent: bool = False
+    ) -> None:
+        """Store `value` at `key` for `ttl_seconds`; a Redis failure is logged, not raised.
+
+        `only_if_absent` (SET NX) is for fills from the database: a fill that read the row just
+        before a writer's commit cannot then overwrite the value that writer stored after it.
+        """
         from redis.exceptions import RedisError
 
         if self._bypassed():
             return
         try:
-            await self._redis.set(key, value, ex=ttl_seconds)
+            await self._redis.set(key, value, ex=ttl_seconds, nx=only_if_absent)
         except (RedisError, OSError) as exc:
             self._failed(exc, "set")
             return

@@ -23,6 +23,14 @@ enqueued, which the next pass enqueues again (`execute_run` is idempotent). Cloc
 replicas cannot double-fire either: whichever replica's clock says "due" first wins the
 compare-and-set; the others see the advanced `next_run_at`.
 
+Who a cron acts as. A cron's runs act as its creator, with the thread access the creator had
+(shared/thread_access.py): a user's cron runs as that user (its new threads are theirs, and a
+thread cron stops - like one whose thread was deleted - once the user no longer sees the
+thread); a cron created by an API key acts as that key, tenant-wide; a tenant admin's cron
+keeps tenant-wide access until it is deleted. Crons stored before thread owners existed keep
+acting tenant-wide, as they did. Users search and delete their own crons and the crons of
+threads they see.
+
 Missed occurrences (the dispatcher was down, or paused across several ticks): the policy is
 to fire the LATEST missed occurrence once and skip the older ones, never once per missed tick
 and never once per replica. The skipped count is logged.
@@ -43,7 +51,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from shared import protocol
+from shared import protocol, thread_access
 from shared.agents import CATALOG
 from shared.auth import Principal
 from shared.db import repo
@@ -196,9 +204,7 @@ async def create_cron(
     if end is not None and first > end:
         raise ValidationFailed("end_time is before the schedule's first occurrence.")
     async with db_session() as db:
-        if tid is not None and (
-            await repo.get_thread(session=db, tenant_id=tenant, thread_id=tid) is None
-        ):
+        if tid is not None and await thread_access.find_thread(db, principal, tid) is None:
             raise NotFound(f"No thread {tid!r}.")
         limit = get_settings().max_crons
         count = (
@@ -216,6 +222,9 @@ async def create_cron(
                 "input": items,
                 "config": body.config or {},
                 "on_completion": body.on_run_completed or ("keep" if tid else "delete"),
+                # Who the runs act as (see "Who a cron acts as" above).
+                "owner_id": principal.user_id,
+                "tenant_admin": principal.tenant_admin,
             },
             metadata_=body.metadata or {},
             next_run_at=first,
@@ -229,8 +238,8 @@ async def create_cron(
 
 
 async def search_crons(principal: Principal, body: CronSearch) -> list[Json]:
-    """The tenant's crons filtered by agent, thread and metadata, oldest first."""
-    stmt = select(Cron).where(Cron.tenant_id == principal.tenant_id)
+    """The crons the principal sees, filtered by agent, thread and metadata, oldest first."""
+    stmt = select(Cron).where(thread_access.cron_visible(principal))
     agent = body.agent_id or body.assistant_id
     if agent is not None:
         stmt = stmt.where(Cron.agent == agent)
@@ -245,11 +254,13 @@ async def search_crons(principal: Principal, body: CronSearch) -> list[Json]:
 
 
 async def delete_cron(principal: Principal, cron_id: str) -> None:
-    """Delete one of the tenant's crons (404 for another tenant's or a missing one)."""
+    """Delete a cron the principal sees (404 for another tenant's, an unseen or a missing one)."""
     cid = protocol.parse_id(cron_id, "cron")
     async with db_session() as db:
         cron = (
-            await db.exec(select(Cron).where(Cron.id == cid, Cron.tenant_id == principal.tenant_id))
+            await db.exec(
+                select(Cron).where(col(Cron.id) == cid, thread_access.cron_visible(principal))
+            )
         ).first()
         if cron is None:
             raise NotFound(f"No cron {cron_id!r}.")
@@ -258,6 +269,30 @@ async def delete_cron(principal: Principal, cron_id: str) -> None:
 
 
 # --- dispatch --------------------------------------------------------------------------------
+
+
+def acting_principal(cron: Cron) -> Principal:
+    """Who the cron's runs act as: its creator, with the thread access the creator had."""
+    payload = cron.payload or {}
+    if "tenant_admin" not in payload:
+        # Stored before thread owners existed: it keeps the tenant-wide access it had.
+        return Principal(
+            tenant_id=cron.tenant_id,
+            key_id=f"cron:{cron.id}",
+            user_id=cron.user_id,
+            tenant_admin=True,
+        )
+    owner = payload.get("owner_id")
+    if not isinstance(owner, str):
+        # Created by an API key, whose id `cron.user_id` holds: act as that key (its runs'
+        # user_id, hence their memory, stays the key's).
+        return Principal(tenant_id=cron.tenant_id, key_id=cron.user_id or f"cron:{cron.id}")
+    return Principal(
+        tenant_id=cron.tenant_id,
+        key_id=f"cron:{cron.id}",
+        user_id=owner,
+        tenant_admin=payload.get("tenant_admin") is True,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +316,8 @@ async def fire(cron: Cron, *, now: datetime) -> Fired | None:
     following: datetime | None = next_occurrence(cron.schedule, scheduled_for)
     if cron.end_time is not None and following is not None and following > _aware(cron.end_time):
         following = None
-    principal = Principal(tenant_id=cron.tenant_id, key_id=f"cron:{cron.id}", user_id=cron.user_id)
+    principal = acting_principal(cron)
+    payload = cron.payload or {}
     run = None
     error: str | None = None
     async with db_session() as db:
@@ -294,18 +330,28 @@ async def fire(cron: Cron, *, now: datetime) -> Fired | None:
             await db.rollback()
             return None  # another dispatcher advanced it
         tid = cron.thread_id
-        if tid is not None and (
-            await repo.get_thread(session=db, tenant_id=cron.tenant_id, thread_id=tid) is None
-        ):
+        thread = (
+            await repo.get_thread(session=db, tenant_id=cron.tenant_id, thread_id=tid)
+            if tid is not None
+            else None
+        )
+        if tid is not None and thread is None:
             error = "thread deleted"
+            await db.exec(update(Cron).where(col(Cron.id) == cron.id).values(next_run_at=None))
+        elif thread is not None and not await thread_access.can_see(db, principal, thread):
+            # Its creator no longer sees the thread (a grant was revoked): stop, as if deleted.
+            error = "thread not accessible"
             await db.exec(update(Cron).where(col(Cron.id) == cron.id).values(next_run_at=None))
         else:
             if tid is None:
-                thread = await repo.create_thread(
-                    session=db, tenant_id=cron.tenant_id, metadata={"cron_id": cron.id}
+                owner = payload.get("owner_id")
+                created = await repo.create_thread(
+                    session=db,
+                    tenant_id=cron.tenant_id,
+                    metadata={"cron_id": cron.id},
+                    owner_id=owner if isinstance(owner, str) else None,
                 )
-                tid = thread.id
-            payload = cron.payload or {}
+                tid = created.id
             body = protocol.RunCreate(
                 agent_id=cron.agent,
                 metadata={

@@ -278,11 +278,18 @@ def _packed_bytes(dimensions: int) -> int:
     return -(-(4 + dimensions) // 3) * 3
 
 
+def unpacked_width(dimensions: int) -> int:
+    """Values a packed vector of `dimensions` decodes to in SQL, zero padding included."""
+    return _packed_bytes(dimensions) - 4
+
+
 def pack(vector: Sequence[float]) -> str:
     """Encode a vector for store_items.embedding: base64 of a float32 scale and int8 values.
 
     Scalar quantisation per vector (the largest magnitude maps to 127) keeps ranking intact
-    while the column stays ~4x smaller than float32 text and decodes fast.
+    while the column stays ~4x smaller than float32 text and decodes fast. The SQL function
+    `ascent_store_vector` (migrations/versions/0011_store_vectors.py) decodes this format for
+    pgvector: a new format needs a revision that replaces that function too.
     """
     peak = max((abs(x) for x in vector), default=0.0)
     scale = 127.0 / peak if peak else 1.0

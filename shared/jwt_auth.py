@@ -3,6 +3,9 @@
 A JWT is matched to a tenant by its `iss` (and `aud`) through the `tenant_identities` table,
 then verified with the issuer's JWKS: signature (asymmetric algorithms only), issuer, audience,
 expiry, and the Entra `tid` claim when the tenant pins one. The user is `oid`, else `sub`.
+A user whose app roles (the token's `roles` claim, or the client principal's role claims)
+include ASCENT_TENANT_ADMIN_ROLE is a tenant admin: it sees every thread of the tenant, where
+other users see only their own and granted ones (shared/thread_access.py).
 
 JWKS documents are fetched over HTTPS (plain HTTP only on loopback, for tests and local IdPs),
 cached per URL for `JWKS_TTL_SECONDS`, and refetched when a token names an unknown `kid`
@@ -22,7 +25,7 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -51,6 +54,9 @@ MAX_JWKS_BYTES = 256 * 1024
 _TID_CLAIMS = ("tid", "http://schemas.microsoft.com/identity/claims/tenantid")
 _OID_CLAIMS = ("oid", "http://schemas.microsoft.com/identity/claims/objectidentifier")
 _SUB_CLAIMS = ("sub", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier")
+# Claim types that carry app roles: Entra's `roles`, and the role claim type ACA's client
+# principal uses when its `role_typ` names none.
+_ROLE_CLAIMS = frozenset({"roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"})
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 Fetch = Callable[[str], Awaitable[dict[str, Any]]]
@@ -177,6 +183,21 @@ def _first(claims: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
     return None
 
 
+def _token_roles(claims: Mapping[str, Any]) -> list[str]:
+    roles = claims.get("roles")
+    if isinstance(roles, str):
+        return [roles]
+    if isinstance(roles, list):
+        return [r for r in roles if isinstance(r, str)]
+    return []
+
+
+def is_tenant_admin(roles: Iterable[str]) -> bool:
+    """Whether the roles include ASCENT_TENANT_ADMIN_ROLE (exact, case-sensitive match)."""
+    wanted = get_settings().tenant_admin_role
+    return any(role == wanted for role in roles)
+
+
 async def authenticate_jwt(
     *, session: AsyncSession, token: str, cache: JwksCache | None = None
 ) -> Principal:
@@ -212,11 +233,16 @@ async def authenticate_jwt(
     user = _first(claims, _OID_CLAIMS) or _first(claims, _SUB_CLAIMS)
     if user is None:
         raise Unauthorized("The bearer token names no user (oid or sub).")
-    return Principal(tenant_id=identity.tenant_id, key_id=f"user:{user}", user_id=user)
+    return Principal(
+        tenant_id=identity.tenant_id,
+        key_id=f"user:{user}",
+        user_id=user,
+        tenant_admin=is_tenant_admin(_token_roles(claims)),
+    )
 
 
-def decode_client_principal(value: str) -> dict[str, str]:
-    """Decode ACA's `X-MS-CLIENT-PRINCIPAL` (base64 JSON with a `claims` list) to a claim map."""
+def _client_principal_claims(value: str) -> tuple[list[tuple[str, str]], str | None]:
+    """ACA's `X-MS-CLIENT-PRINCIPAL` as its (typ, val) claims and its `role_typ`."""
     try:
         data = json.loads(base64.b64decode(value, validate=False))
     except (binascii.Error, ValueError, UnicodeDecodeError):
@@ -224,13 +250,29 @@ def decode_client_principal(value: str) -> dict[str, str]:
     claims = data.get("claims") if isinstance(data, dict) else None
     if not isinstance(claims, list):
         raise Unauthorized("The client principal header is not valid.")
-    result: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for claim in claims:
         if isinstance(claim, dict):
             typ, val = claim.get("typ"), claim.get("val")
             if isinstance(typ, str) and isinstance(val, str):
-                result.setdefault(typ, val)
+                pairs.append((typ, val))
+    role_typ = data.get("role_typ")
+    return pairs, role_typ if isinstance(role_typ, str) and role_typ else None
+
+
+def decode_client_principal(value: str) -> dict[str, str]:
+    """Decode ACA's `X-MS-CLIENT-PRINCIPAL` (base64 JSON with a `claims` list) to a claim map."""
+    result: dict[str, str] = {}
+    for typ, val in _client_principal_claims(value)[0]:
+        result.setdefault(typ, val)
     return result
+
+
+def client_principal_roles(value: str) -> list[str]:
+    """Every role of an ACA client principal: one claim per role, of its `role_typ` type."""
+    pairs, role_typ = _client_principal_claims(value)
+    types = _ROLE_CLAIMS | ({role_typ} if role_typ else set())
+    return [val for typ, val in pairs if typ in types]
 
 
 async def authenticate_aca(*, session: AsyncSession, header_value: str) -> Principal:
@@ -248,7 +290,12 @@ async def authenticate_aca(*, session: AsyncSession, header_value: str) -> Princ
     audiences = [claims["aud"]] if "aud" in claims else []
     if audiences and identity.audience not in audiences:
         raise Unauthorized("The client principal's audience does not match.")
-    return Principal(tenant_id=identity.tenant_id, key_id=f"user:{user}", user_id=user)
+    return Principal(
+        tenant_id=identity.tenant_id,
+        key_id=f"user:{user}",
+        user_id=user,
+        tenant_admin=is_tenant_admin(client_principal_roles(header_value)),
+    )
 
 
 async def authenticate_headers(*, session: AsyncSession, headers: Mapping[str, str]) -> Principal:

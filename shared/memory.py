@@ -4,9 +4,11 @@ Items live at (tenant, namespace, key); a namespace is a path of labels such as
 `("users", "u-42", "memories")`. Every function takes the tenant and filters on it, so another
 tenant's item is indistinguishable from a missing one. Items may expire (a per-item TTL or
 STORE_DEFAULT_TTL_SECONDS): expired items are invisible at once and `purge_expired()` deletes
-them. Search ranks by cosine similarity of embeddings (shared/embeddings.py), computed in
-Python over the namespace's candidates, which works the same on SQLite, Postgres and
-CockroachDB.
+them. Search ranks by cosine similarity of embeddings (shared/embeddings.py) over the newest
+STORE_SEARCH_MAX_CANDIDATES live items under the prefix: inside PostgreSQL with pgvector where
+the database has `store_items.embedding_vec` (shared/vector_search.py; only the page is read),
+else in Python (SQLite, Postgres without pgvector, CockroachDB, STORE_VECTOR_SEARCH=off). Both
+give the same items in the same order with the same scores (to float32 rounding).
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy import ColumnElement, and_, column, func, or_
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db.engine import db_session
+from shared import vector_search
+from shared.db.engine import db_session, get_engine
 from shared.db.memory_models import NAMESPACE_SEPARATOR, StoreItem
 from shared.db.models import utcnow
 from shared.embeddings import cosine_scores, get_embedder, pack
@@ -223,7 +227,24 @@ def _under(prefix: Namespace) -> ColumnElement[bool] | None:
     )
 
 
-def _to_item(row: StoreItem, score: float | None = None) -> MemoryItem:
+class _ItemRow(Protocol):
+    """What `_to_item` reads: a StoreItem, or a row of those columns."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def value(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def _to_item(row: _ItemRow, score: float | None = None) -> MemoryItem:
     return MemoryItem(
         namespace=split_namespace(row.namespace),
         key=row.key,
@@ -353,6 +374,8 @@ async def search(
     if (under := _under(prefix)) is not None:
         where.append(under)
     newest_first = (col(StoreItem.updated_at).desc(), col(StoreItem.key))
+    semantic = bool(query and query.strip())
+    in_database = semantic and await vector_search.in_database(get_engine())
     async with db_session() as db:
         if not query or not query.strip():
             stmt = select(StoreItem).where(*where).order_by(*newest_first)
@@ -368,6 +391,18 @@ async def search(
         [query_vector] = await embedder.embed([query])
         model_id = embedder.model_id
         cap = get_settings().store_search_max_candidates
+        if in_database:
+            return await _rank_in_database(
+                db,
+                tenant_id,
+                where,
+                query_vector,
+                model_id,
+                conditions,
+                cap=cap,
+                offset=offset,
+                limit=limit,
+            )
         columns: list[Any] = [
             col(StoreItem.namespace),
             col(StoreItem.key),
@@ -414,6 +449,84 @@ async def search(
         if found is not None:  # deleted between the two reads
             results.append(_to_item(found, score if score > -2.0 else None))
     return results
+
+
+async def _rank_in_database(
+    db: AsyncSession,
+    tenant_id: str,
+    where: Sequence[ColumnElement[bool]],
+    query_vector: Sequence[float],
+    model_id: str,
+    conditions: Mapping[str, Any],
+    *,
+    cap: int,
+    offset: int,
+    limit: int,
+) -> list[MemoryItem]:
+    """`search`'s ranking computed by PostgreSQL with pgvector: the same candidates (the
+    newest `cap` live rows under the prefix), order (score, then newest first; rows without a
+    comparable vector last) and scores as the Python ranking, but only the page is read.
+
+    The score is computed while the candidates are scanned, so sorts carry a float, not the
+    vector; the page's values are then joined back by primary key. A filter is applied in
+    Python to the rows as they arrive in ranked order (the stored JSON compared exactly as
+    `_matches` does, which SQL JSON operators would not reproduce), until the page is full.
+    """
+    score = vector_search.score_expression(
+        column(vector_search.COLUMN), col(StoreItem.embedding_model), query_vector, model_id
+    ).label("score")
+    values = [col(StoreItem.value), col(StoreItem.created_at), col(StoreItem.expires_at)]
+    candidates = (
+        sa_select(
+            col(StoreItem.namespace),
+            col(StoreItem.key),
+            col(StoreItem.updated_at),
+            *(values if conditions else []),
+            score,
+        )
+        .where(*where)
+        .order_by(col(StoreItem.updated_at).desc(), col(StoreItem.key))
+        .limit(cap)
+        .subquery("candidates")
+    )
+    c = candidates.c
+    best_first = (c["score"].desc().nulls_last(), c["updated_at"].desc(), c["key"])
+    connection = await db.connection()
+    if conditions:
+        wanted = offset + limit
+        matched: list[MemoryItem] = []
+        ranked = sa_select(candidates).order_by(*best_first)
+        result = await connection.stream(ranked.execution_options(yield_per=256))
+        try:
+            async for row in result:
+                if _matches(row.value, conditions):
+                    matched.append(_to_item(row, row.score))
+                    if len(matched) == wanted:
+                        break
+        finally:
+            await result.close()
+        return matched[offset:]
+    page = (
+        sa_select(c["namespace"], c["key"], c["updated_at"], c["score"])
+        .order_by(*best_first)
+        .offset(offset)
+        .limit(limit)
+        .subquery("page")
+    )
+    p = page.c
+    same_row = and_(
+        col(StoreItem.tenant_id) == tenant_id,
+        col(StoreItem.namespace) == p["namespace"],
+        col(StoreItem.key) == p["key"],
+    )
+    stmt = (
+        sa_select(col(StoreItem.namespace), col(StoreItem.key), col(StoreItem.updated_at), *values)
+        .add_columns(p["score"])
+        .join_from(page, StoreItem, same_row)
+        .order_by(p["score"].desc().nulls_last(), p["updated_at"].desc(), p["key"])
+    )
+    rows = (await connection.execute(stmt)).all()
+    return [_to_item(row, row.score) for row in rows]
 
 
 async def list_namespaces(

@@ -6,10 +6,13 @@ authenticates. `model` names a catalog agent (`GET /v1/models` lists them).
 
 Which conversation a request continues, first match wins:
 
-1. `X-Ascent-Thread-Id: <uuid>` names an existing thread of the caller's tenant (404 if none).
+1. `X-Ascent-Thread-Id: <uuid>` names an existing thread the caller sees (404 if none; within
+   a tenant a user sees their own and granted threads, shared/thread_access.py).
 2. `user` (the OpenAI end-user field) maps to one thread per (tenant, user): its id is a
    UUIDv5 of both, so the thread is found again on any instance without a lookup table, and
-   created on first use. One `user` is one conversation; a chat UI that wants several
+   created on first use. A signed-in user (bearer token) gets threads of their own: the id
+   also derives from their user id, so two users sending the same `user` never share a
+   conversation. One `user` is one conversation; a chat UI that wants several
    conversations per person sends a distinct `user` per conversation (e.g. `ada:chat-42`) or
    the thread header.
 3. Neither: the request is stateless. The whole `messages` list is the run's input, nothing is
@@ -59,6 +62,7 @@ from openai.types.responses import ResponseTextDeltaEvent
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 
+from shared import thread_access
 from shared.agents import CATALOG, get_agent
 from shared.agents.memory_tools import MemoryContext
 from shared.auth import Principal
@@ -302,9 +306,14 @@ def get_model_card(name: str) -> ModelCard:
 # --- threads ------------------------------------------------------------------------------
 
 
-def user_thread_id(tenant_id: str, user: str) -> str:
-    """The id of the thread that holds (tenant, user)'s conversation: a UUIDv5 of both."""
-    return str(uuid.uuid5(USER_THREADS, f"{tenant_id}\n{user}"))
+def user_thread_id(tenant_id: str, user: str, *, principal_user: str | None = None) -> str:
+    """The id of the thread that holds (tenant, user)'s conversation: a UUIDv5 of both, and of
+    the signed-in user when there is one."""
+    if principal_user is None:
+        return str(uuid.uuid5(USER_THREADS, f"{tenant_id}\n{user}"))
+    # A JSON array never equals the "<tenant>\n<user>" form (tenant ids never start with "["),
+    # and quoting keeps user ids and `user` values containing newlines apart.
+    return str(uuid.uuid5(USER_THREADS, json.dumps([tenant_id, principal_user, user])))
 
 
 async def resolve_thread(
@@ -319,22 +328,31 @@ async def resolve_thread(
         except ValueError:
             raise NotFound(f"No thread {raw[:64]!r}.") from None
         async with db_session() as db:
-            if await repo.get_thread(session=db, tenant_id=tenant, thread_id=thread_id) is None:
+            if await thread_access.find_thread(db, principal, thread_id) is None:
                 raise NotFound(f"No thread {thread_id!r}.")
         return thread_id
     if user is None:
         return None
-    thread_id = user_thread_id(tenant, user)
+    thread_id = user_thread_id(tenant, user, principal_user=principal.user_id)
     async with db_session() as db:
-        if await repo.get_thread(session=db, tenant_id=tenant, thread_id=thread_id) is not None:
+        existing = await repo.get_thread(session=db, tenant_id=tenant, thread_id=thread_id)
+        if existing is not None:
+            if not await thread_access.can_see(db, principal, existing):
+                raise NotFound(f"No thread {thread_id!r}.")
             return thread_id
         try:
             await repo.create_thread(
-                session=db, tenant_id=tenant, thread_id=thread_id, metadata={"openai_user": user}
+                session=db,
+                tenant_id=tenant,
+                thread_id=thread_id,
+                metadata={"openai_user": user},
+                owner_id=thread_access.owner_for(principal),
             )
             await db.commit()
         except IntegrityError:
             await db.rollback()  # a concurrent first request created it: that is the one
+            if await thread_access.find_thread(db, principal, thread_id) is None:
+                raise NotFound(f"No thread {thread_id!r}.") from None
     return thread_id
 
 
@@ -424,7 +442,10 @@ class _StreamedRun:
             run_thread = thread_id
             if run_thread is None:
                 thread = await repo.create_thread(
-                    session=db, tenant_id=tenant, metadata={"source": "openai", "stateless": True}
+                    session=db,
+                    tenant_id=tenant,
+                    metadata={"source": "openai", "stateless": True},
+                    owner_id=thread_access.owner_for(principal),
                 )
                 run_thread = thread.id
             run = await repo.create_run(

@@ -29,9 +29,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared import events
+from shared import events, thread_access
 from shared.agents import CATALOG, AgentSpec
 from shared.auth import Principal
 from shared.db import repo
@@ -325,23 +326,25 @@ def thread_json(thread: Thread, messages: list[Json] | None = None) -> Json:
 
 
 async def _thread(principal: Principal, thread_id: str) -> Thread:
+    """The thread if the principal sees it; else 404, the same as for a missing thread."""
     async with db_session() as db:
-        thread = await repo.get_thread(
-            session=db, tenant_id=principal.tenant_id, thread_id=parse_id(thread_id, "thread")
-        )
+        thread = await thread_access.find_thread(db, principal, parse_id(thread_id, "thread"))
     if thread is None:
         raise NotFound(f"No thread {thread_id!r}.")
     return thread
 
 
 async def create_thread(principal: Principal, body: ThreadCreate) -> Json:
-    """Create a thread (with a chosen id when given; `if_exists` decides on duplicates)."""
+    """Create a thread owned by the calling user (with a chosen id when given; `if_exists`
+    decides on duplicates)."""
     thread_id = str(body.thread_id) if body.thread_id else None
     if thread_id is not None:
         async with db_session() as db:
             existing = await db.get(Thread, thread_id)
+            # Another user's thread is "taken", like another tenant's: never returned.
+            visible = existing is not None and await thread_access.can_see(db, principal, existing)
         if existing is not None:
-            if existing.tenant_id == principal.tenant_id and body.if_exists == "do_nothing":
+            if visible and body.if_exists == "do_nothing":
                 return thread_json(existing, await _messages(principal.tenant_id, thread_id))
             raise Conflict(f"Thread {thread_id!r} already exists.")
     try:
@@ -351,6 +354,7 @@ async def create_thread(principal: Principal, body: ThreadCreate) -> Json:
                 tenant_id=principal.tenant_id,
                 metadata=body.metadata,
                 thread_id=thread_id,
+                owner_id=thread_access.owner_for(principal),
             )
             await db.commit()
     except IntegrityError:
@@ -359,10 +363,13 @@ async def create_thread(principal: Principal, body: ThreadCreate) -> Json:
 
 
 async def search_threads(principal: Principal, body: ThreadSearch) -> list[Json]:
-    """The tenant's threads filtered by metadata, values and status, newest first."""
+    """The threads the principal sees, filtered by metadata, values and status, newest first."""
     async with db_session() as db:
         threads = await repo.search_threads(
-            session=db, tenant_id=principal.tenant_id, status=body.status
+            session=db,
+            tenant_id=principal.tenant_id,
+            status=body.status,
+            visible=thread_access.thread_visible(principal),
         )
     found = [
         t
@@ -448,7 +455,8 @@ async def thread_history(principal: Principal, thread_id: str, *, limit: int = 1
 
 
 async def copy_thread(principal: Principal, thread_id: str) -> Json:
-    """A new thread with the same metadata, values and conversation (runs are not copied)."""
+    """A new thread, owned by the copier, with the same metadata, values and conversation
+    (runs and grants are not copied)."""
     source = await _thread(principal, thread_id)
     async with db_session() as db:
         thread = await repo.create_thread(
@@ -456,6 +464,7 @@ async def copy_thread(principal: Principal, thread_id: str) -> Json:
             tenant_id=principal.tenant_id,
             metadata=dict(source.metadata_ or {}),
             values=dict(source.values_) if source.values_ else None,
+            owner_id=thread_access.owner_for(principal),
         )
         await db.commit()
     items = await conversation_session(principal.tenant_id, source.id).get_items()
@@ -502,20 +511,24 @@ def run_json(run: Run) -> Json:
 async def _resolve_thread(principal: Principal, body: RunCreate, thread_id: str | None) -> str:
     """The thread the run goes to: given (created when if_not_exists=create) or a new one."""
     tenant = principal.tenant_id
+    owner = thread_access.owner_for(principal)
     if thread_id is None:
         async with db_session() as db:
-            thread = await repo.create_thread(session=db, tenant_id=tenant)
+            thread = await repo.create_thread(session=db, tenant_id=tenant, owner_id=owner)
             await db.commit()
         return thread.id
     async with db_session() as db:
         found = await db.get(Thread, thread_id)
-    if found is not None and found.tenant_id == tenant:
+        visible = found is not None and await thread_access.can_see(db, principal, found)
+    if found is not None and visible:
         return found.id
     if found is not None or body.if_not_exists != "create":
         raise NotFound(f"No thread {thread_id!r}.")
     try:
         async with db_session() as db:
-            await repo.create_thread(session=db, tenant_id=tenant, thread_id=thread_id)
+            await repo.create_thread(
+                session=db, tenant_id=tenant, thread_id=thread_id, owner_id=owner
+            )
             await db.commit()
     except IntegrityError:
         pass  # created concurrently by the same tenant's other request, or taken
@@ -645,11 +658,12 @@ async def start_staged_run(run: Run) -> None:
 
 
 async def get_run(principal: Principal, run_id: str, *, thread_id: str | None = None) -> Run:
-    """A run of the tenant (and of the thread, on thread-scoped paths), or NotFound."""
+    """A run the principal sees (and of the thread, on thread-scoped paths), or NotFound."""
+    stmt = select(Run).where(
+        col(Run.id) == parse_id(run_id, "run"), thread_access.run_visible(principal)
+    )
     async with db_session() as db:
-        run = await repo.get_run(
-            session=db, tenant_id=principal.tenant_id, run_id=parse_id(run_id, "run")
-        )
+        run = (await db.exec(stmt)).first()
     if run is None or (thread_id is not None and run.thread_id != parse_id(thread_id, "thread")):
         raise NotFound(f"No run {run_id!r}.")
     return run
@@ -661,7 +675,8 @@ async def search_runs(
     *,
     thread_id: str | None = None,
 ) -> list[Json]:
-    """The tenant's runs filtered by thread, agent, status and metadata, newest first."""
+    """The runs the principal sees, filtered by thread, agent, status and metadata, newest
+    first."""
     tid = thread_id or (str(body.thread_id) if body.thread_id else None)
     if thread_id is not None:
         await _thread(principal, thread_id)
@@ -672,6 +687,7 @@ async def search_runs(
             thread_id=tid,
             agent=body.agent_id,
             status=body.status,
+            visible=thread_access.run_visible(principal),
         )
     found = [r for r in runs if _matches(r.metadata_, body.metadata)]
     return [run_json(r) for r in found[body.offset : body.offset + body.limit]]

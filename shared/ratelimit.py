@@ -6,7 +6,9 @@ day): simple, one INCR per check, at worst 2x the limit across a window boundary
 
 Defaults (0 disables a limit): ASCENT_RATE_LIMIT_PER_MINUTE=600 per tenant,
 ASCENT_KEY_RATE_LIMIT_PER_MINUTE=300 per key or user, ASCENT_MAX_CONCURRENT_RUNS=10 per tenant,
-ASCENT_TOKENS_PER_DAY=2000000 per tenant. Over a limit: RateLimited (429 + Retry-After).
+ASCENT_TOKENS_PER_DAY=2000000 per tenant. A tenant's row in `tenant_limits` overrides any of
+them (shared/tenant_limits.py: cached, so a check does no extra I/O; a change applies within
+5 s everywhere). Over a limit: RateLimited (429 + Retry-After).
 
 Redis outage decision: **fail open**. Durable state never lives in Redis, and refusing every
 request because a counter store is down turns a cache outage into a full outage; the outage is
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 from shared.auth import Principal
 from shared.errors import RateLimited
 from shared.settings import get_settings
+from shared.tenant_limits import effective_limits
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +156,12 @@ def get_limiter() -> Limiter:
 
 async def enforce_request_rate(principal: Principal, limiter: Limiter | None = None) -> None:
     """Count one request for the tenant and for the key/user; raise RateLimited when over."""
-    settings = get_settings()
-    limiter = limiter or get_limiter()
     tenant, key_id = principal.tenant_id, principal.key_id
+    budgets = await effective_limits(tenant)
+    limiter = limiter or get_limiter()
     checks = (
-        (f"req:t:{tenant}", settings.rate_limit_per_minute, "tenant"),
-        (f"req:k:{tenant}:{key_id}", settings.key_rate_limit_per_minute, "key"),
+        (f"req:t:{tenant}", budgets.requests_per_minute, "tenant"),
+        (f"req:k:{tenant}:{key_id}", budgets.key_requests_per_minute, "key"),
     )
     for key, limit, scope in checks:
         if limit <= 0:
@@ -172,8 +175,8 @@ async def enforce_request_rate(principal: Principal, limiter: Limiter | None = N
 
 @asynccontextmanager
 async def run_slot(principal: Principal, limiter: Limiter | None = None) -> AsyncIterator[None]:
-    """Hold one of the tenant's ASCENT_MAX_CONCURRENT_RUNS slots for the duration of a run."""
-    limit = get_settings().max_concurrent_runs
+    """Hold one of the tenant's concurrent-run slots (its budget) for the duration of a run."""
+    limit = (await effective_limits(principal.tenant_id)).concurrent_runs
     limiter = limiter or get_limiter()
     key = f"runs:{principal.tenant_id}"
     if limit <= 0:
@@ -188,8 +191,8 @@ async def run_slot(principal: Principal, limiter: Limiter | None = None) -> Asyn
 
 
 async def check_token_budget(tenant_id: str, limiter: Limiter | None = None) -> None:
-    """Refuse a new run when the tenant has spent ASCENT_TOKENS_PER_DAY tokens this UTC day."""
-    limit = get_settings().tokens_per_day
+    """Refuse a new run when the tenant has spent its tokens-per-day budget this UTC day."""
+    limit = (await effective_limits(tenant_id)).tokens_per_day
     if limit <= 0:
         return
     total, reset = await (limiter or get_limiter()).add(f"tok:{tenant_id}", 0, DAY)
@@ -199,5 +202,5 @@ async def check_token_budget(tenant_id: str, limiter: Limiter | None = None) -> 
 
 async def record_tokens(tenant_id: str, tokens: int, limiter: Limiter | None = None) -> None:
     """Add a run's tokens (finished or failed) to the tenant's daily budget."""
-    if tokens > 0 and get_settings().tokens_per_day > 0:
+    if tokens > 0 and (await effective_limits(tenant_id)).tokens_per_day > 0:
         await (limiter or get_limiter()).add(f"tok:{tenant_id}", tokens, DAY)

@@ -33,7 +33,9 @@ Agent Protocol. `POST /threads/{thread_id}/runs[/wait]` with `command: {"resume"
 the thread's interrupted run: `{"resume": {"decision": "approve"}}` (or `"approve"`/`"reject"`)
 decides every pending review; `{"resume": {"<interrupt id>": {"decision": ...}}}` one each.
 
-Every query filters on the tenant; another tenant's review id is 404.
+Every query filters on the tenant; another tenant's review id is 404. Within a tenant a review
+follows its thread (shared/thread_access.py): a user lists, reads and decides only the reviews
+of threads they own or were granted; tenant-wide principals see all of them.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from shared.db.review_models import Review, ReviewAudit, RunPause, ThreadToolApp
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.run_events import EventWriter, to_messages
 from shared.settings import get_settings
+from shared.thread_access import find_thread, review_visible
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +385,8 @@ def rejection_message(review: Review | None, tool: str | None) -> str:
 
 
 async def _review(db: AsyncSession, principal: Principal, review_id: str) -> Review:
-    stmt = select(Review).where(Review.id == review_id, Review.tenant_id == principal.tenant_id)
+    """A review on a thread the principal sees (shared/thread_access.py), else NotFound."""
+    stmt = select(Review).where(col(Review.id) == review_id, review_visible(principal))
     review = (await db.exec(stmt)).first()
     if review is None:
         raise NotFound(f"No review {review_id!r}.")
@@ -390,11 +394,9 @@ async def _review(db: AsyncSession, principal: Principal, review_id: str) -> Rev
 
 
 async def list_reviews(principal: Principal, query: ReviewQuery) -> list[Json]:
-    """The tenant's reviews in a status (default pending), oldest request first."""
+    """The reviews in a status (default pending) on threads the principal sees, oldest first."""
     now = utcnow()
-    stmt = select(Review).where(
-        Review.tenant_id == principal.tenant_id, Review.status == query.status
-    )
+    stmt = select(Review).where(review_visible(principal), Review.status == query.status)
     if query.agent is not None:
         stmt = stmt.where(Review.agent == query.agent)
     if query.min_age is not None:
@@ -560,9 +562,7 @@ async def resume_with_command(principal: Principal, command: Json, thread_id: st
     if thread_id is None:
         raise ValidationFailed("Resuming needs a thread: use /threads/{thread_id}/runs.")
     async with db_session() as db:
-        thread = await repo.get_thread(
-            session=db, tenant_id=principal.tenant_id, thread_id=thread_id
-        )
+        thread = await find_thread(db, principal, thread_id)
         if thread is None:
             raise NotFound(f"No thread {thread_id!r}.")
         if thread.status != "interrupted" or thread.active_run_id is None:
@@ -590,9 +590,7 @@ async def resume_stream_start(principal: Principal, thread_id: str | None) -> in
     if thread_id is None:
         return 0
     async with db_session() as db:
-        thread = await repo.get_thread(
-            session=db, tenant_id=principal.tenant_id, thread_id=thread_id
-        )
+        thread = await find_thread(db, principal, thread_id)
         if thread is None or thread.active_run_id is None:
             return 0
         return await repo.last_run_event_seq(session=db, run_id=thread.active_run_id)

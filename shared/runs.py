@@ -27,13 +27,14 @@ from agents import (
     ToolCallItem,
     ToolCallOutputItem,
 )
+from agents.extensions.memory import SQLAlchemySession
 from agents.items import TResponseInputItem
 from agents.memory import Session
 from openai.types.responses import ResponseTextDeltaEvent
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared import events, reviews
+from shared import events, reviews, thread_access
 from shared.agents import get_agent
 from shared.agents.approval import RunContext
 from shared.agents.memory_tools import MemoryContext
@@ -45,7 +46,7 @@ from shared.errors import Conflict, GuardrailTripped, NotFound, UpstreamModelErr
 from shared.llm import get_model_provider
 from shared.ratelimit import record_tokens
 from shared.run_events import EventWriter, to_message, to_messages
-from shared.sessions import build_session
+from shared.sessions import WriteBehindSession, build_session
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,17 @@ async def run_agent(
     """Run an agent to completion on a thread (a new one when none is given)."""
     agent = get_agent(agent_name)
     tenant = principal.tenant_id
+    new_run_id = new_id()
     async with db_session() as db:
         if thread_id is None:
-            thread = await repo.create_thread(session=db, tenant_id=tenant)
+            thread = await repo.create_thread(
+                session=db,
+                tenant_id=tenant,
+                owner_id=thread_access.owner_for(principal),
+                busy_with=new_run_id,
+            )
         else:
-            found = await repo.get_thread(session=db, tenant_id=tenant, thread_id=thread_id)
+            found = await thread_access.find_thread(db, principal, thread_id)
             if found is None:
                 raise NotFound(f"No thread {thread_id!r}.")
             thread = found
@@ -131,18 +138,21 @@ async def run_agent(
             agent=agent_name,
             input_text=input_text,
             user_id=principal.user_id or principal.key_id,
+            run_id=new_run_id,
         )
-        # One active run per thread: compare-and-set the thread to busy, or refuse.
-        if not await repo.claim_thread(
+        # One active run per thread: compare-and-set an existing thread to busy, or refuse.
+        if thread_id is not None and not await repo.claim_thread(
             session=db, tenant_id=tenant, thread_id=thread.id, run_id=run.id, queued_at=None
         ):
             await db.rollback()
             raise Conflict(f"Thread {thread.id!r} is busy with another run.")
+        session = _write_behind(tenant, thread.id, new_thread=thread_id is None)
+        if isinstance(session, WriteBehindSession) and thread_id is not None:
+            await session.load(db)
         await db.commit()
     run_id, thread_id = run.id, thread.id
 
     settings = get_settings()
-    session = conversation_session(tenant, thread_id)
     try:
         result = await Runner.run(
             agent,
@@ -156,7 +166,7 @@ async def run_agent(
         name = exc.guardrail_result.guardrail.get_name()
         await forget_refused_input(session, input_text)
         run.input = REFUSED_INPUT
-        await _fail(run, status="error", error=f"input guardrail tripped: {name}")
+        await _fail(run, session, status="error", error=f"input guardrail tripped: {name}")
         raise GuardrailTripped(
             f"The input was refused by the {name!r} guardrail.",
             guardrail=name,
@@ -164,7 +174,7 @@ async def run_agent(
             thread_id=thread_id,
         ) from None
     except (ModelBehaviorError, MaxTurnsExceeded) as exc:
-        await _fail(run, status="error", error=type(exc).__name__)
+        await _fail(run, session, status="error", error=type(exc).__name__)
         raise UpstreamModelError(
             "The agent did not produce an answer.", run_id=run_id, thread_id=thread_id
         ) from exc
@@ -172,7 +182,7 @@ async def run_agent(
         # Provider outages, timeouts and bugs: record the class, never the message (may hold
         # request data), and answer 502 rather than leaking internals.
         log.exception("run %s failed", run_id)
-        await _fail(run, status="error", error=type(exc).__name__)
+        await _fail(run, session, status="error", error=type(exc).__name__)
         raise UpstreamModelError("The run failed.", run_id=run_id, thread_id=thread_id) from exc
 
     output = str(result.final_output)
@@ -187,6 +197,7 @@ async def run_agent(
             last_agent=result.last_agent.name,
             usage=usage,
         )
+        await _flush_history(session, db)
         await db.commit()
     return RunOutcome(
         run_id=run_id,
@@ -199,18 +210,36 @@ async def run_agent(
     )
 
 
-async def _fail(run: Any, *, status: str, error: str) -> None:
+async def _fail(run: Any, session: Session, *, status: str, error: str) -> None:
     async with db_session() as db:
         await repo.finish_run(session=db, run=run, status=status, error=error)
+        await _flush_history(session, db)
         await db.commit()
 
 
+def _write_behind(tenant_id: str, thread_id: str, *, new_thread: bool) -> Session:
+    """The session of a synchronous run: write-behind on the SQL backend, else the backend's.
+
+    Write-behind (shared/sessions.py) turns the SDK's two history transactions per turn into
+    rows of the run's final transaction, the largest saving on the synchronous path
+    (bench/turn_overhead.py). A thread this run created has no history to read.
+    """
+    session = conversation_session(tenant_id, thread_id)
+    if isinstance(session, SQLAlchemySession):
+        return WriteBehindSession(session, stored=[] if new_thread else None)
+    return session
+
+
+async def _flush_history(session: Session, db: Any) -> None:
+    """Write a write-behind session's pending history in `db`'s transaction (else nothing)."""
+    if isinstance(session, WriteBehindSession):
+        await session.flush_into(db)
+
+
 async def thread_items(*, principal: Principal, thread_id: str) -> list[TResponseInputItem]:
-    """Return a thread's conversation history (SDK items), oldest first."""
+    """Return a thread's conversation history (SDK items), oldest first (404 unless visible)."""
     async with db_session() as db:
-        thread = await repo.get_thread(
-            session=db, tenant_id=principal.tenant_id, thread_id=thread_id
-        )
+        thread = await thread_access.find_thread(db, principal, thread_id)
     if thread is None:
         raise NotFound(f"No thread {thread_id!r}.")
     session = conversation_session(principal.tenant_id, thread_id)
@@ -460,6 +489,7 @@ class _Lease:
         self.owner = owner
         self.lost = False
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     async def __aenter__(self) -> _Lease:
         """Start the heartbeat."""
@@ -469,7 +499,10 @@ class _Lease:
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         """Stop the heartbeat; release the lease when the run failed unexpectedly."""
         if self._task is not None:
-            self._task.cancel()
+            # Stopped, not cancelled: a renewal in flight finishes and returns its pooled
+            # connection (a cancel mid-statement would leave it to the garbage collector).
+            self._stop.set()
+            await self._task
         if exc_type is not None:
             try:
                 async with db_session() as db:
@@ -483,7 +516,11 @@ class _Lease:
     async def _beat(self) -> None:
         every = get_settings().run_lease_seconds / 3
         while True:
-            await asyncio.sleep(every)
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=every)
+                return
+            except TimeoutError:
+                pass
             try:
                 async with db_session() as db:
                     held = await repo.renew_lease(
@@ -781,10 +818,16 @@ async def _finish(
             subject=run.id,
             data=events.run_event_data(run, status=status, error=error),
         )
+        if run.on_completion == "delete":
+            # In the outcome's transaction: a client that sees the run ended never finds its
+            # stateless thread still there (the run keeps its row, thread_id NULL).
+            await repo.detach_thread(session=db, tenant_id=run.tenant_id, thread_id=run.thread_id)
         await db.commit()
     events.drain_soon()
     if run.on_completion == "delete":
-        await delete_conversation(run.tenant_id, run.thread_id, keep_runs=True)
+        # The thread is gone, so nothing can read this history any more; clearing it is
+        # cleanup. Known limit: a crash right here leaves those unreachable rows behind.
+        await conversation_session(run.tenant_id, run.thread_id).clear_session()
 
 
 async def delete_conversation(tenant_id: str, thread_id: str, *, keep_runs: bool) -> None:

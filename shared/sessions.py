@@ -15,6 +15,9 @@ calls `build_session(tenant_id, thread_id)`:
 
 `SESSION_TTL_SECONDS` applies to every backend for which `supports_ttl()` is true.
 
+Synchronous runs on the `sql` backend wrap the SDK session in `WriteBehindSession`: the
+history is read once and the turn's items are written in the run's final transaction.
+
 Clients are built once per process, lazily, on the first session that needs them (never at
 import), and shared by every session: a session never owns or closes its client. Async clients
 belong to the event loop that first used them, which is one loop per Functions worker;
@@ -23,9 +26,10 @@ belong to the event loop that first used them, which is one loop per Functions w
 
 from __future__ import annotations
 
+import copy
 import json
 import time
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, Final, Literal, cast, get_args
 
 from agents.extensions.memory import SQLAlchemySession
@@ -35,6 +39,20 @@ from agents.memory.session_settings import (
     coerce_session_settings,
     resolve_session_limit,
 )
+from sqlalchemy import (
+    TIMESTAMP,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.db.engine import get_engine
 from shared.settings import get_settings
@@ -43,6 +61,8 @@ if TYPE_CHECKING:
     from agents.items import TResponseInputItem
     from dapr.aio.clients import DaprClient
     from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlmodel.ext.asyncio.session import AsyncSession
     from upstash_redis.asyncio import Redis as UpstashRedis
 
 SessionBackendName = Literal["sql", "redis", "upstash", "dapr"]
@@ -88,7 +108,22 @@ def build_session(tenant_id: str, thread_id: str) -> Session:
             dapr_client=_dapr_client(),
             ttl=ttl,
         )
-    return SQLAlchemySession(sid, engine=get_engine())
+    session = copy.copy(_sql_prototype(get_engine()))
+    session.session_id = sid
+    return session
+
+
+@lru_cache(maxsize=4)
+def _sql_prototype(engine: AsyncEngine) -> SQLAlchemySession:
+    """One SQLAlchemySession per engine whose Table objects every thread's session shares.
+
+    The SDK's constructor builds new MetaData and Table objects each time. SQLAlchemy's
+    compiled-statement cache is keyed on those objects, so a session per request would
+    recompile every statement and rebuild the tables on every turn (several ms of CPU per
+    run, measured with bench/turn_overhead.py). A shallow copy keeps every field the SDK set
+    (engine, tables, session factory, SQLite lock) and changes only the session id.
+    """
+    return SQLAlchemySession("prototype", engine=engine)
 
 
 @cache
@@ -134,6 +169,120 @@ async def close_clients() -> None:
         await _dapr_client().close()  # type: ignore[no-untyped-call]
     for factory in (_redis_client, _upstash_client, _dapr_client):
         factory.cache_clear()
+
+
+# The SDK's session tables (created by migrations/versions/0001_baseline.py with the SDK's own
+# definition), for writes that join the caller's transaction.
+_TABLES = MetaData()
+_SESSIONS = Table(
+    "agent_sessions",
+    _TABLES,
+    Column("session_id", String, primary_key=True),
+    Column("updated_at", TIMESTAMP(timezone=False)),
+)
+_MESSAGES = Table(
+    "agent_messages",
+    _TABLES,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", String),
+    Column("message_data", Text),
+    Column("created_at", TIMESTAMP(timezone=False)),
+)
+
+
+class WriteBehindSession(SessionABC):
+    """A thread's SQL history, read once and written in the transaction that ends the run.
+
+    For the `sql` backend only. The SDK appends to its session twice per turn (the input,
+    then the output), each append its own transaction of about six statements; that was half
+    of a synchronous run's database time. This keeps appends in memory and `flush_into(db)`
+    writes them in the caller's transaction, the one that records the run's outcome, so a
+    turn's history and its answer become durable together or not at all. Correct only while
+    the run holds the thread (one active run per thread): nothing else appends meanwhile.
+    """
+
+    def __init__(
+        self, inner: SQLAlchemySession, *, stored: list[TResponseInputItem] | None = None
+    ) -> None:
+        """Wrap the thread's SDK session; `stored` is the history when the caller knows it.
+
+        A thread created by this run has none (`stored=[]`), which saves the first read.
+        """
+        self.session_id = inner.session_id
+        self.session_settings = inner.session_settings
+        self._inner = inner
+        self._stored: list[TResponseInputItem] | None = stored
+        self._pending: list[TResponseInputItem] = []
+
+    async def load(self, db: AsyncSession) -> None:
+        """Read the stored history in `db`'s transaction (instead of a transaction of its own)."""
+        connection = await db.connection()
+        rows = await connection.execute(
+            select(_MESSAGES.c.message_data)
+            .where(_MESSAGES.c.session_id == self.session_id)
+            .order_by(_MESSAGES.c.created_at, _MESSAGES.c.id)
+        )
+        self._stored = [json.loads(row[0]) for row in rows]
+
+    @property
+    def pending(self) -> list[TResponseInputItem]:
+        """Items appended since the last flush (oldest first)."""
+        return list(self._pending)
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The stored history (read once) followed by the pending items; the latest `limit`."""
+        if self._stored is None:
+            self._stored = await self._inner.get_items()
+        items = self._stored + self._pending
+        if limit is None and self.session_settings is not None:
+            limit = self.session_settings.limit
+        if limit is None:
+            return items
+        return items[-limit:] if limit > 0 else []
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append in memory; `flush_into` writes them."""
+        self._pending.extend(items)
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove the newest item: a pending one, else the newest stored one."""
+        if self._pending:
+            return self._pending.pop()
+        item = await self._inner.pop_item()
+        if item is not None and self._stored:
+            self._stored.pop()
+        return item
+
+    async def clear_session(self) -> None:
+        """Forget pending items and delete the stored history."""
+        self._pending.clear()
+        await self._inner.clear_session()
+        self._stored = []
+
+    async def flush_into(self, db: AsyncSession) -> None:
+        """Write the pending items in `db`'s transaction (the caller commits)."""
+        if not self._pending:
+            return
+        payload = [
+            {"session_id": self.session_id, "message_data": json.dumps(item, separators=(",", ":"))}
+            for item in self._pending
+        ]
+        connection = await db.connection()  # the session's transaction, via Core
+        dialect = connection.dialect.name
+        insert_session: Any = (
+            sqlite_insert(_SESSIONS) if dialect == "sqlite" else pg_insert(_SESSIONS)
+        )  # postgresql, and CockroachDB which speaks its dialect
+        # One statement creates the session row or touches its updated_at, as the SDK does.
+        await connection.execute(
+            insert_session.values(session_id=self.session_id).on_conflict_do_update(
+                index_elements=[_SESSIONS.c.session_id],
+                set_={"updated_at": func.current_timestamp()},
+            )
+        )
+        await connection.execute(insert(_MESSAGES), payload)
+        if self._stored is not None:
+            self._stored.extend(self._pending)
+        self._pending.clear()
 
 
 class UpstashRedisSession(SessionABC):

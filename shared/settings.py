@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = Field(None, alias="ASCENT_ADMIN_KEY")
     # Trust X-MS-CLIENT-PRINCIPAL only when ACA built-in auth fronts every request (else forgeable).
     trust_aca_auth: bool = Field(False, alias="ASCENT_TRUST_ACA_AUTH")
+    # The app role (JWT `roles` claim, or an ACA client principal's role claims) that lets a
+    # user see every thread of the tenant; users without it see their own and granted threads.
+    tenant_admin_role: str = Field(
+        "Ascent.TenantAdmin", min_length=1, max_length=200, alias="ASCENT_TENANT_ADMIN_ROLE"
+    )
     # Budgets per tenant and per key/user; 0 disables that limit.
     rate_limit_per_minute: int = Field(600, ge=0, alias="ASCENT_RATE_LIMIT_PER_MINUTE")
     key_rate_limit_per_minute: int = Field(300, ge=0, alias="ASCENT_KEY_RATE_LIMIT_PER_MINUTE")
@@ -89,6 +94,9 @@ class Settings(BaseSettings):
         50_000, ge=100, alias="STORE_SEARCH_MAX_CANDIDATES"
     )  # bound on the rows one semantic search scores (newest first)
     store_max_value_bytes: int = Field(64 * 1024, ge=256, alias="STORE_MAX_VALUE_BYTES")
+    # auto: semantic search ranks inside Postgres (pgvector) where store_items.embedding_vec
+    # exists (shared/vector_search.py); off: always rank in Python, as on SQLite.
+    store_vector_search: Literal["auto", "off"] = Field("auto", alias="STORE_VECTOR_SEARCH")
 
     # Conversation sessions: where the SDK Session keeps each thread's history (shared/sessions.py).
     # sql = the database above; redis = REDIS_URL; upstash = the Upstash REST API; dapr = the

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from local.devhost_process import (
     SETTINGS_ENV,
@@ -21,6 +22,8 @@ from local.devhost_process import (
 # Captured once, before any test touches the environment: CI (and local/test.sh) set it.
 POSTGRES_URL = os.environ.get("DATABASE_URL") or None
 LIVE_KEY = os.environ.get("OPENAI_API_KEY") or None
+# How long a test's leftover background tasks may take to end before they are cancelled.
+SETTLE_SECONDS = 2.0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,18 +54,39 @@ def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture(autouse=True)
-async def settle_background_tasks() -> AsyncIterator[None]:
+async def settle_background_tasks(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
     """Tasks a test leaves running (outbox drains, run tasks) end with it, not later in GC.
 
     A task still holding a pooled connection when its test's loop closes would be collected
-    later, and SQLAlchemy's "non-checked-in connection" complaint would fail an unrelated test.
+    later, and SQLAlchemy's "non-checked-in connection" complaint (or aiosqlite's worker
+    thread, finding the loop closed) would fail an unrelated test. So: let leftover tasks end,
+    cancel the stragglers, then dispose every engine the test built. Fixtures may already have
+    disposed theirs (this teardown runs last), but a task that outlived that opened new
+    connections, which only this final dispose closes.
     """
+    from shared.db import engine as engine_module
+
+    built: list[AsyncEngine] = []
+    build = engine_module.build_engine
+
+    def tracking_build(url: str) -> AsyncEngine:
+        engine = build(url)
+        built.append(engine)
+        return engine
+
+    monkeypatch.setattr(engine_module, "build_engine", tracking_build)
     yield
     current = asyncio.current_task()
     leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    for task in leftover:
-        task.cancel()
-    await asyncio.gather(*leftover, return_exceptions=True)
+    if leftover:
+        # First let them end on their own (outbox drains are bounded, session closes are
+        # quick): a task cancelled in the middle of a statement strands its connection.
+        _, pending = await asyncio.wait(leftover, timeout=SETTLE_SECONDS)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    for engine in built:
+        await engine.dispose()
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -38,12 +39,24 @@ def load_models() -> None:
             importlib.import_module(f"shared.db.{module.name}")
 
 
+# Columns a revision adds outside SQLModel.metadata, only where the database supports them:
+# store_items.embedding_vec (0011_store_vectors) exists only on Postgres with pgvector, so the
+# models cannot declare it portably; without this, autogenerate would propose dropping it.
+DATABASE_ONLY_COLUMNS = frozenset({("store_items", "embedding_vec")})
+# The revision whose `add_vector_column()` migrate() re-applies after every upgrade.
+VECTOR_REVISION = "0011_store_vectors"
+
+
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
-    """Alembic filter: keep the SDK's session tables (and their indexes) out of comparisons."""
+    """Alembic filter: keep the SDK's session tables (and their indexes) and the
+    database-only columns (DATABASE_ONLY_COLUMNS) out of comparisons."""
     if type_ == "table" and name in SDK_TABLES:
         return False
     table = getattr(obj, "table", None)
-    return not (table is not None and getattr(table, "name", None) in SDK_TABLES)
+    table_name = getattr(table, "name", None)
+    if type_ == "column" and (table_name, name) in DATABASE_ONLY_COLUMNS:
+        return False
+    return not (table is not None and table_name in SDK_TABLES)
 
 
 def alembic_config() -> Config:
@@ -82,19 +95,42 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
         await conn.run_sync(_downgrade, revision)
 
 
+def _ensure_vector_column(connection: Connection) -> bool:
+    script = ScriptDirectory.from_config(alembic_config()).get_revision(VECTOR_REVISION)
+    if script is None:  # pragma: no cover - the revision ships with this module
+        raise RuntimeError(f"migration {VECTOR_REVISION} is missing")
+    added: bool = script.module.add_vector_column(connection)
+    return added
+
+
+async def ensure_vector_column(engine: AsyncEngine) -> bool:
+    """Give store_items its pgvector column if the database can have it now (idempotent).
+
+    Revision 0011 adds the column only where `vector` was available when it ran; this
+    re-applies the same step (the revision's own `add_vector_column`), so a database whose
+    extension is allow-listed later gets the column on the next `python -m aca_jobs migrate`.
+    It never fails the caller: without the extension or the privilege it logs and returns False.
+    """
+    if engine.dialect.name != "postgresql":
+        return False
+    async with engine.begin() as conn:
+        return await conn.run_sync(_ensure_vector_column)
+
+
 async def migrate(engine: AsyncEngine, *, attempts: int = 5) -> None:
     """Upgrade the schema to head; safe to run from several processes at once (losers retry).
 
     No advisory locks (CockroachDB and SQLite lack them): two processes racing on the same
     CREATE TABLE see one win; the other's transaction fails, it retries and finds the version
-    already at head, so its upgrade is a no-op.
+    already at head, so its upgrade is a no-op. Then `ensure_vector_column`.
     """
     for attempt in range(1, attempts + 1):
         try:
             await upgrade(engine, "head")
-            return
+            break
         except (IntegrityError, ProgrammingError, OperationalError):
             if attempt == attempts:
                 raise
             log.info("schema upgrade raced with another process; retrying (%d)", attempt)
             await asyncio.sleep(0.2 * attempt)
+    await ensure_vector_column(engine)

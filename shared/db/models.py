@@ -53,7 +53,10 @@ class Thread(SQLModel, table=True):
     """A conversation; its history lives in the Agents SDK session keyed by tenant and id."""
 
     __tablename__ = "threads"
-    __table_args__ = (Index("ix_threads_tenant_updated", "tenant_id", "updated_at"),)
+    __table_args__ = (
+        Index("ix_threads_tenant_updated", "tenant_id", "updated_at"),
+        Index("ix_threads_tenant_owner", "tenant_id", "owner_id"),
+    )
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
     status: str = Field(default="idle", max_length=20)
@@ -71,6 +74,23 @@ class Thread(SQLModel, table=True):
         default=None, sa_column=Column("values", JSON, nullable=True)
     )
     active_run_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    # The user who created the thread (a bearer-token principal); None for tenant-wide
+    # principals such as API keys. Users see their own threads and those granted to them.
+    owner_id: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+
+
+class ThreadGrant(SQLModel, table=True):
+    """Access to a thread given to another user of the same tenant by its owner."""
+
+    __tablename__ = "thread_grants"
+    __table_args__ = (Index("ix_thread_grants_tenant_user", "tenant_id", "user_id"),)
+    thread_id: str = Field(foreign_key="threads.id", primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, max_length=200)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=64)
+    granted_by: str = Field(max_length=200)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
 
 
 class Run(SQLModel, table=True):

@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, update
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db.models import ApiKey, Run, RunEvent, Tenant, Thread, utcnow
+from shared.db.models import ApiKey, Run, RunEvent, Tenant, Thread, ThreadGrant, utcnow
 
 # Run statuses after which a run never changes again.
 TERMINAL_RUN_STATUSES = frozenset({"success", "error", "timeout", "interrupted"})
@@ -59,9 +60,20 @@ async def create_thread(
     metadata: dict[str, Any] | None = None,
     thread_id: str | None = None,
     values: dict[str, Any] | None = None,
+    owner_id: str | None = None,
+    busy_with: str | None = None,
 ) -> Thread:
-    """Insert an idle thread for the tenant (with a chosen id when given)."""
-    thread = Thread(tenant_id=tenant_id, metadata_=metadata or {}, values_=values)
+    """Insert a thread for the tenant: idle, or already held by the run id `busy_with`.
+
+    A chosen id and the owning user are set when given. A run that creates its own thread
+    passes `busy_with`, which spares the claim's compare-and-set (nothing else can see the
+    thread before this transaction commits).
+    """
+    thread = Thread(
+        tenant_id=tenant_id, metadata_=metadata or {}, values_=values, owner_id=owner_id
+    )
+    if busy_with is not None:
+        thread.status, thread.active_run_id = "busy", busy_with
     if thread_id is not None:
         thread.id = thread_id
     session.add(thread)
@@ -83,8 +95,9 @@ async def create_run(
     agent: str,
     input_text: str,
     user_id: str | None = None,
+    run_id: str | None = None,
 ) -> Run:
-    """Insert a run in status `running` for the tenant's thread."""
+    """Insert a run in status `running` for the tenant's thread (with a chosen id if given)."""
     run = Run(
         tenant_id=tenant_id,
         thread_id=thread_id,
@@ -93,6 +106,8 @@ async def create_run(
         status="running",
         user_id=user_id,
     )
+    if run_id is not None:
+        run.id = run_id
     session.add(run)
     await session.flush()
     return run
@@ -123,18 +138,23 @@ async def finish_run(
         setattr(run, field, value)
     run.finished_at = utcnow()
     session.add(run)
-    thread = await session.get(Thread, run.thread_id) if run.thread_id else None
-    if (
-        thread is not None
-        and thread.tenant_id == run.tenant_id
-        and thread.active_run_id in (None, run.id)
-    ):
-        # Only the run holding the thread (or an unclaimed one) sets its status.
-        thread.updated_at = run.finished_at
-        thread.status = "idle" if status == "success" else "error"
-        thread.active_run_id = None
-        session.add(thread)
     await session.flush()
+    if run.thread_id:
+        # Only the run holding the thread (or an unclaimed one) sets its status: one
+        # conditional UPDATE, no read (this runs at the end of every run).
+        await session.exec(
+            update(Thread)
+            .where(
+                col(Thread.id) == run.thread_id,
+                col(Thread.tenant_id) == run.tenant_id,
+                or_(col(Thread.active_run_id).is_(None), col(Thread.active_run_id) == run.id),
+            )
+            .values(
+                updated_at=run.finished_at,
+                status="idle" if status == "success" else "error",
+                active_run_id=None,
+            )
+        )
     return run
 
 
@@ -146,18 +166,36 @@ def _rowcount(result: Any) -> int:
 
 
 async def search_threads(
-    *, session: AsyncSession, tenant_id: str, status: str | None = None
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    status: str | None = None,
+    visible: ColumnElement[bool] | None = None,
 ) -> Sequence[Thread]:
-    """The tenant's threads (optionally with one status), most recently updated first."""
+    """The tenant's threads (optionally with one status, and only those matching `visible`:
+    shared.thread_access's condition), most recently updated first."""
     stmt = select(Thread).where(Thread.tenant_id == tenant_id)
+    if visible is not None:
+        stmt = stmt.where(visible)
     if status is not None:
         stmt = stmt.where(Thread.status == status)
     stmt = stmt.order_by(col(Thread.updated_at).desc(), col(Thread.id))
     return (await session.exec(stmt)).all()
 
 
+async def delete_thread_grants(*, session: AsyncSession, tenant_id: str, thread_id: str) -> None:
+    """Delete every grant of a thread (before the thread: the foreign key refuses otherwise)."""
+    await session.exec(
+        delete(ThreadGrant).where(
+            col(ThreadGrant.tenant_id) == tenant_id, col(ThreadGrant.thread_id) == thread_id
+        )
+    )
+
+
 async def delete_thread(*, session: AsyncSession, tenant_id: str, thread_id: str) -> None:
-    """Delete a thread with its runs and their events (the caller clears its conversation)."""
+    """Delete a thread with its grants, runs and their events (the caller clears its
+    conversation)."""
+    await delete_thread_grants(session=session, tenant_id=tenant_id, thread_id=thread_id)
     run_ids = select(Run.id).where(Run.tenant_id == tenant_id, Run.thread_id == thread_id)
     await session.exec(
         delete(RunEvent).where(
@@ -173,7 +211,8 @@ async def delete_thread(*, session: AsyncSession, tenant_id: str, thread_id: str
 
 
 async def detach_thread(*, session: AsyncSession, tenant_id: str, thread_id: str) -> None:
-    """Delete a stateless run's thread but keep its runs (their thread_id becomes NULL)."""
+    """Delete a stateless run's thread and its grants but keep its runs (thread_id NULL)."""
+    await delete_thread_grants(session=session, tenant_id=tenant_id, thread_id=thread_id)
     await session.exec(
         update(Run)
         .where(col(Run.tenant_id) == tenant_id, col(Run.thread_id) == thread_id)
@@ -358,9 +397,13 @@ async def search_runs(
     thread_id: str | None = None,
     agent: str | None = None,
     status: str | None = None,
+    visible: ColumnElement[bool] | None = None,
 ) -> Sequence[Run]:
-    """The tenant's runs filtered by thread, agent and status, newest first."""
+    """The tenant's runs filtered by thread, agent, status and `visible` (shared.thread_access's
+    condition), newest first."""
     stmt = select(Run).where(Run.tenant_id == tenant_id)
+    if visible is not None:
+        stmt = stmt.where(visible)
     if thread_id is not None:
         stmt = stmt.where(Run.thread_id == thread_id)
     if agent is not None:

@@ -1,10 +1,10 @@
-"""Security tables kept apart from models.py: per-tenant identity provider configuration."""
+"""Security tables kept apart from models.py: per-tenant identity provider and budgets."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime
+from sqlalchemy import Column, DateTime, Integer
 from sqlmodel import Field, SQLModel
 
 from shared.db.models import utcnow
@@ -24,6 +24,25 @@ class TenantIdentity(SQLModel, table=True):
     audience: str = Field(max_length=500)
     jwks_url: str = Field(max_length=1000)
     entra_tenant_id: str | None = Field(default=None, index=True, max_length=64)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class TenantLimits(SQLModel, table=True):
+    """A tenant's own budgets; a NULL column means the deployment default (ASCENT_* setting).
+
+    0 turns that budget off for the tenant, as it does for the settings.
+    """
+
+    __tablename__ = "tenant_limits"
+    tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)
+    requests_per_minute: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    key_requests_per_minute: int | None = Field(
+        default=None, sa_column=Column(Integer, nullable=True)
+    )
+    concurrent_runs: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    tokens_per_day: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

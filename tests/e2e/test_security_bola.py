@@ -26,7 +26,12 @@ pytestmark = pytest.mark.e2e
 
 PARAM = re.compile(r"\{\*?([A-Za-z_][A-Za-z0-9_]*)[^}]*\}")
 # Names that are not tenant-owned objects (catalog entries, model names): not BOLA surfaces.
-NOT_OWNED = {"agent": "agent catalog name", "agent_id": "agent catalog name", "model": "model name"}
+NOT_OWNED = {
+    "agent": "agent catalog name",
+    "agent_id": "agent catalog name",
+    "model": "model name",
+    "user_id": "a grantee's user id (thread grants)",
+}
 KNOWN = ("thread_id", "run_id", "tenant_id", "key_id", "cron_id", "review_id")
 # Valid bodies, so ownership (not validation) decides; other writes get `{}`.
 RUN_BODY = {"agent_id": "assistant", "input": "hello"}

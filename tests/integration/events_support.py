@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import POSTGRES_URL
+from tests.fresh_database import fresh_postgres_database
 
 DB_BACKENDS = [
     pytest.param(None, id="sqlite"),
@@ -21,24 +23,35 @@ DB_BACKENDS = [
 async def tenant(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[str]:
-    """A new tenant on a migrated database (this test's SQLite file, or the shared Postgres)."""
+    """A new tenant on a migrated database of this test (a SQLite file or a new Postgres one).
+
+    Not the shared Postgres database: `drain()` publishes every due event of the database,
+    so another test run's outbox rows there would interleave with (or steal) this test's.
+    """
     from shared.db import repo
     from shared.db.engine import _sessionmaker, db_session, get_engine
     from shared.db.migrate import migrate
     from shared.settings import get_settings
 
-    if request.param == "postgres" and POSTGRES_URL:
-        monkeypatch.setenv("DATABASE_URL", POSTGRES_URL)
-    monkeypatch.setenv("ASCENT_EVENTS_RETRY_SECONDS", "0.01")
-    for cached in (get_settings, get_engine, _sessionmaker):
-        cached.cache_clear()
-    await migrate(get_engine())
-    tenant_id = f"ev-{uuid.uuid4().hex[:12]}"
-    async with db_session() as db:
-        await repo.create_tenant(session=db, name="events test", tenant_id=tenant_id)
-        await db.commit()
-    yield tenant_id
-    await get_engine().dispose()
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres" and POSTGRES_URL:
+            url = stack.enter_context(fresh_postgres_database(POSTGRES_URL, prefix="ascent_ev"))
+            monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("ASCENT_EVENTS_RETRY_SECONDS", "0.01")
+        for cached in (get_settings, get_engine, _sessionmaker):
+            cached.cache_clear()
+        try:
+            await migrate(get_engine())
+            tenant_id = f"ev-{uuid.uuid4().hex[:12]}"
+            async with db_session() as db:
+                await repo.create_tenant(session=db, name="events test", tenant_id=tenant_id)
+                await db.commit()
+            yield tenant_id
+        finally:
+            # Closed before the database is dropped, so no pooled connection outlives it.
+            await get_engine().dispose()
+            for cached in (get_settings, get_engine, _sessionmaker):
+                cached.cache_clear()
 
 
 async def record(tenant_id: str, subject: str, type_: str, **data: Any) -> str:

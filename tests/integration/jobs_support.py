@@ -9,6 +9,7 @@ with `now` injected) or as real `python -m aca_jobs <name>` subprocesses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -20,9 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from local.devhost_process import ROOT
 from shared.db import repo
@@ -31,6 +30,7 @@ from shared.db.migrate import migrate
 from shared.db.models import Run, RunEvent, Tenant, Thread, new_id
 from shared.settings import get_settings
 from tests.conftest import POSTGRES_URL
+from tests.fresh_database import fresh_postgres_database
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -74,31 +74,20 @@ async def job_db(
 ) -> AsyncIterator[JobDb]:
     """A fresh database of this test only (SQLite file or new Postgres database), migrated."""
     data_dir = tmp_path / "data"
-    admin: str | None = None
-    name = ""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        assert POSTGRES_URL is not None
-        server = make_url(POSTGRES_URL)
-        name = f"ascent_j_{uuid.uuid4().hex[:12]}"
-        admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # generated name, never user input
-        url = server.set(drivername="postgresql", database=name).render_as_string(
-            hide_password=False
-        )
-    monkeypatch.setenv("DATABASE_URL", url)
-    _reset_caches()
-    try:
-        await migrate(get_engine())
-        yield JobDb(url=url, data_dir=data_dir)
-    finally:
-        await get_engine().dispose()
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'jobs.db'}"
+        else:
+            assert POSTGRES_URL is not None
+            url = stack.enter_context(fresh_postgres_database(POSTGRES_URL, prefix="ascent_j"))
+        monkeypatch.setenv("DATABASE_URL", url)
         _reset_caches()
-        if admin is not None:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            await migrate(get_engine())
+            yield JobDb(url=url, data_dir=data_dir)
+        finally:
+            await get_engine().dispose()
+            _reset_caches()
 
 
 # --- seeding ---------------------------------------------------------------------------------

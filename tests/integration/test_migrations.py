@@ -135,7 +135,9 @@ class TestMigrations:
         before = await _columns(engine)
         await downgrade(engine, "-1")
         assert await _version(engine) == _revisions()[-2]
-        assert await _columns(engine) < before
+        # <=, not <: a revision may change nothing on a backend (0011_store_vectors adds its
+        # column only where pgvector exists; test_migrations_pgvector.py checks it there).
+        assert await _columns(engine) <= before
         await upgrade(engine)
         assert await _columns(engine) == before
 

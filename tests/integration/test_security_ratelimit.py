@@ -12,6 +12,8 @@ import pytest
 
 from local.devhost_process import free_port
 from shared.auth import Principal
+from shared.db.engine import get_engine
+from shared.db.migrate import migrate
 from shared.errors import RateLimited
 from shared.ratelimit import (
     MemoryLimiter,
@@ -38,6 +40,15 @@ class Clock:
     def __call__(self) -> float:
         """The current fake time."""
         return self.now
+
+
+@pytest.fixture(autouse=True)
+async def no_overrides() -> AsyncIterator[None]:
+    """This test's own empty, migrated database: its tenants have no per-tenant budget
+    overrides (shared/tenant_limits.py), so the settings alone decide the budgets."""
+    await migrate(get_engine())
+    yield
+    await get_engine().dispose()
 
 
 @pytest.fixture

@@ -88,6 +88,20 @@ resource developerAdmin 'Microsoft.DBforPostgreSQL/flexibleServers/administrator
   dependsOn: [identityAdmin]
 }
 
+// pgvector: a database may only CREATE EXTENSION what the `azure.extensions` server parameter
+// allow-lists (the in-database name is `vector`). With it, the migrate job's revision 0011 adds
+// store_items.embedding_vec and memory search ranks inside Postgres; without it, in Python.
+// Written after the administrators: the server rejects concurrent changes (ServerIsBusy).
+resource extensions 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2024-08-01' = {
+  parent: server
+  name: 'azure.extensions'
+  properties: {
+    value: 'VECTOR'
+    source: 'user-override'
+  }
+  dependsOn: [identityAdmin, developerAdmin]
+}
+
 output name string = server.name
 output fqdn string = server.properties.fullyQualifiedDomainName
 output databaseName string = database.name
