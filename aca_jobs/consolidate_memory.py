@@ -3,7 +3,7 @@
 A thread is eligible when it is idle (or ended in error) and has not been updated for
 ASCENT_CONSOLIDATE_IDLE_MINUTES, one of its runs names a user (`runs.user_id`), and this
 version of it (its `updated_at`) was not consolidated yet. The `memory_consolidator` agent
-summarizes the conversation; the summary is written with `shared.memory.put` to the user's
+summarizes the conversation; the summary is written with `shared.memory.store.put` to the user's
 namespace (`("users", <user>, "memories")`, where the `recall` tool finds it) under the key
 `thread-<thread_id>`, so a thread has one summary that later versions replace.
 
@@ -26,15 +26,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from aca_jobs.steps import run_job, step_done
-from shared import memory
 from shared.agents.memory_consolidator import summarize
 from shared.agents.memory_tools import user_namespace
+from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.jobs_models import ThreadConsolidation
 from shared.db.models import Run, Thread, utcnow
-from shared.run_events import to_messages
-from shared.runs import conversation_session
-from shared.settings import get_settings
+from shared.memory import store as memory
+from shared.memory.sessions import build_session
+from shared.runs.messages import to_messages
 
 NAME = "consolidate_memory"
 SCHEDULE = "*/30 * * * *"
@@ -146,9 +146,7 @@ async def _user_of(tenant_id: str, thread_id: str) -> str | None:
 async def consolidate_thread(tenant_id: str, thread_id: str, version: datetime, worker: str) -> str:
     """Summarize a claimed thread into its user's memory and mark it done; return the outcome."""
     user_id = await _user_of(tenant_id, thread_id)
-    items = await conversation_session(tenant_id, thread_id).get_items(
-        limit=get_settings().history_limit
-    )
+    items = await build_session(tenant_id, thread_id).get_items(limit=get_settings().history_limit)
     messages = to_messages(items)
     key: str | None = None
     if user_id is not None and messages:

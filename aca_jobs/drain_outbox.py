@@ -4,7 +4,7 @@ The request path drains right after each commit (best effort); this job picks up
 left: events whose publish failed (broker down), webhooks waiting for their retry, events of a
 process that stopped before draining. Several drainers may run at once: rows are claimed by
 compare-and-set. On ACA the job has no Dapr sidecar, so it runs with ASCENT_EVENTS_PUBLISH=off
-and only delivers webhooks (see shared/events.py).
+and only delivers webhooks (see shared/outbox/events.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import asyncio
 import logging
 
 from shared.db.engine import get_engine
-from shared.events import DrainReport, drain
+from shared.outbox.drain import drain
+from shared.outbox.events import DrainReport
 
 log = logging.getLogger(__name__)
 

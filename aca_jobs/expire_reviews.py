@@ -1,6 +1,6 @@
 """The `expire_reviews` job (every 5 minutes): reject human reviews past their expiry.
 
-`shared.reviews.expire_due_reviews()` marks pending reviews whose `expires_at`
+`shared.runs.reviews.expire_due_reviews()` marks pending reviews whose `expires_at`
 (ASCENT_REVIEW_TTL_SECONDS after the request) has passed `expired` and ends their runs with
 status `error` and error "review expired"; the paused tool never runs and a late decision gets
 409. Several instances may run at once: reviews and runs move by compare-and-set.
@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 from shared.db.engine import get_engine
-from shared.reviews import expire_due_reviews
+from shared.runs.reviews import expire_due_reviews
 
 log = logging.getLogger(__name__)
 

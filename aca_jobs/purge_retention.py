@@ -1,12 +1,12 @@
 """The `purge_retention` job: delete records older than each tenant's retention.
 
-Per tenant (shared/retention.py: its `tenant_retention` row over ASCENT_RETENTION_DAYS_*):
+Per tenant (shared/memory/retention.py: its `tenant_retention` row over ASCENT_RETENTION_DAYS_*):
 
 1. stream events of finished runs that finished before the run-events cutoff;
 2. finished runs (with their events) that finished before the runs cutoff;
 3. threads not updated since the threads cutoff that have no unfinished run: the thread, its
-   grants, its conversation, its runs and events (shared.runs.delete_conversation);
-4. store items whose TTL expired (shared.memory.purge_expired) and, when the tenant keeps
+   grants, its conversation, its runs and events (shared.runs.service.delete_thread);
+4. store items whose TTL expired (shared.memory.store.purge_expired) and, when the tenant keeps
    store items for N days, items not updated for N days.
 
 Each batch of at most ASCENT_JOB_BATCH_SIZE rows is its own transaction, and each tenant is a
@@ -24,15 +24,15 @@ from sqlalchemy import and_, delete, exists, func
 from sqlmodel import col, select
 
 from aca_jobs.steps import run_job, step_done
-from shared import memory
+from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.jobs_models import ThreadConsolidation
 from shared.db.memory_models import StoreItem
 from shared.db.models import Run, RunEvent, Tenant, Thread, utcnow
 from shared.db.repo import TERMINAL_RUN_STATUSES
-from shared.retention import get_retention
-from shared.runs import delete_conversation
-from shared.settings import get_settings
+from shared.memory import store as memory
+from shared.memory.retention import get_retention
+from shared.runs.service import delete_thread
 
 NAME = "purge_retention"
 SCHEDULE = "17 3 * * *"
@@ -121,7 +121,7 @@ async def _purge_threads(tenant_id: str, cutoff: datetime, batch: int) -> int:
         if not ids:
             return removed
         for thread_id in ids:
-            await delete_conversation(tenant_id, thread_id, keep_runs=False)
+            await delete_thread(tenant_id, thread_id)
         async with db_session() as db:
             await db.exec(
                 delete(ThreadConsolidation).where(

@@ -5,7 +5,7 @@ For each tenant (one step each) it recomputes the last ASCENT_USAGE_ROLLUP_DAYS 
 to the recomputed totals, never incremented, and a day/agent that no longer has runs loses its
 row. Running it twice, or twice at once, gives the same table; a replica killed halfway leaves
 whole tenants done and the next run recomputes the rest. Cost = input and output tokens times
-the model's price per 1k tokens (shared/usage.py, ASCENT_MODEL_PRICES).
+the model's price per 1k tokens (shared/runs/usage.py, ASCENT_MODEL_PRICES).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from aca_jobs.steps import run_job, step_done
+from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.jobs_models import UsageDaily
 from shared.db.models import Run, Tenant, utcnow
-from shared.settings import get_settings
-from shared.usage import current_model, price_of
+from shared.runs.usage import current_model, price_of
 
 NAME = "rollup_usage"
 SCHEDULE = "5 * * * *"

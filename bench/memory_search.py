@@ -1,8 +1,8 @@
 """Semantic search latency of the long-term memory store on SQLite (the embedded default).
 
 Run it with `.venv/bin/python -m bench.memory_search`. It fills one namespace with 1,000 and
-then 10,000 items (the offline embedder, bulk inserts), and times `shared.memory.search` with a
-query (embed the query, read the namespace's candidates, score cosine in Python, fetch the
+then 10,000 items (the offline embedder, bulk inserts), and times `shared.memory.store.search` with
+a query (embed the query, read the namespace's candidates, score cosine in Python, fetch the
 page) and, beside it, a search without a query (newest first, paged in SQL) and a `get`.
 It prints p50/p95 per size, side by side, and the ratio 10k / 1k of the semantic p50 (the
 scan is linear in the namespace size, so ~10 is expected).
@@ -67,11 +67,11 @@ async def _time(fn: Callable[[], Awaitable[object]], repeats: int) -> list[float
 
 async def _fill(tenant_id: str, namespace: tuple[str, ...], count: int, start: int) -> None:
     """Insert items start..count-1 with offline embeddings, in bulk."""
-    from shared import memory
     from shared.db.engine import db_session
     from shared.db.memory_models import StoreItem
     from shared.db.models import utcnow
-    from shared.embeddings import OfflineEmbedder, get_embedder, pack
+    from shared.memory import store as memory
+    from shared.memory.embeddings import OfflineEmbedder, get_embedder, pack
 
     embedder = get_embedder()
     assert isinstance(embedder, OfflineEmbedder)
@@ -106,10 +106,10 @@ async def _fill(tenant_id: str, namespace: tuple[str, ...], count: int, start: i
 
 async def run(repeats: int) -> None:
     """Fill, time and print."""
-    from shared import memory
     from shared.db import repo
     from shared.db.engine import db_session, get_engine
     from shared.db.migrate import migrate
+    from shared.memory import store as memory
 
     await migrate(get_engine())
     async with db_session() as db:
@@ -160,8 +160,8 @@ async def run(repeats: int) -> None:
 
 def _reset_caches() -> None:
     """Forget the settings and the engine, so the next use reads the environment again."""
+    from shared.core.settings import get_settings
     from shared.db.engine import _sessionmaker, get_engine
-    from shared.settings import get_settings
 
     for cached in (get_settings, get_engine, _sessionmaker):
         cached.cache_clear()
@@ -169,7 +169,7 @@ def _reset_caches() -> None:
 
 def _ranking(where: str) -> None:
     """Rank semantic searches in Python ("off") or in the database ("auto")."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     os.environ["STORE_VECTOR_SEARCH"] = where
     get_settings.cache_clear()  # the engine (and its pgvector probe) stays
@@ -177,10 +177,11 @@ def _ranking(where: str) -> None:
 
 async def run_pgvector(repeats: int) -> None:
     """Fill the pgvector database, then time Python and in-database ranking on the same rows."""
-    from shared import memory, vector_search
     from shared.db import repo
     from shared.db.engine import db_session, get_engine
     from shared.db.migrate import migrate
+    from shared.memory import store as memory
+    from shared.memory import vector_search
 
     await migrate(get_engine())
     if not await vector_search.in_database(get_engine()):

@@ -5,7 +5,7 @@ backend (`python -m local.devhost --no-jobs`, SQLite in a temporary data dir, th
 a free port, rate limits off) and, on each, measures side by side:
 
 - **background**: `POST /api/runs {"agent_id": "assistant", "input": ...}` answers at once
-  with a `pending` run; the dispatcher (shared/dispatch.py) puts a message on `agent-runs`,
+  with a `pending` run; the dispatcher (shared/runs/dispatch.py) puts a message on `agent-runs`,
   the dev host's queue driver (local/queue_host.py) receives it and runs the
   queue-triggered function, which executes the run; the client then waits until the run is
   visible as `success` (`GET /api/runs/{id}/wait` by default, which polls the database every

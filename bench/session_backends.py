@@ -3,7 +3,7 @@
 Run it with `.venv/bin/python -m bench.session_backends`. One turn is what the run service asks
 of its session per agent run: `get_items(limit=ASCENT_HISTORY_LIMIT)` then `add_items` of two
 items (the user message and the answer). Every backend is configured through the environment
-and built with `shared.sessions.build_session`, exactly as the app builds it:
+and built with `shared.memory.sessions.build_session`, exactly as the app builds it:
 
 - sqlite: a fresh SQLite file (WAL), the embedded default;
 - postgres: the database in `DATABASE_URL`, when set (skipped otherwise);
@@ -77,8 +77,8 @@ class Result:
 @contextmanager
 def _configured(env: dict[str, str]) -> Iterator[None]:
     """Point the settings at one backend (process env), restoring the caller's env after."""
+    from shared.core.settings import get_settings
     from shared.db.engine import _sessionmaker, get_engine
-    from shared.settings import get_settings
 
     saved = {var: os.environ.get(var) for var in _ENV}
     for var in _ENV:
@@ -109,10 +109,10 @@ async def _prepare(name: str, env: dict[str, str]) -> tuple[Any, Any]:
     """Build a session factory for one backend (and migrate SQL); returns (factory, engine)."""
     from shared.db.engine import get_engine
     from shared.db.migrate import migrate
-    from shared.sessions import build_session
+    from shared.memory.sessions import build_session
 
     with _configured(env):
-        from shared.settings import get_settings
+        from shared.core.settings import get_settings
 
         engine = None
         if get_settings().session_backend == "sql":
@@ -146,8 +146,8 @@ async def main() -> None:
     parser.add_argument("--budget", type=float, default=30.0, help="seconds before stopping")
     args = parser.parse_args()
 
-    from shared.sessions import close_clients
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
+    from shared.memory.sessions import close_clients
     from tests.fakes.dapr_sidecar import running_sidecar
     from tests.fakes.upstash_rest import running_front
 

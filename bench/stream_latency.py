@@ -160,7 +160,7 @@ def in_process_stream() -> Callable[[], Awaitable[StreamTimes]]:
     from agents import RawResponsesStreamEvent, RunConfig, Runner
 
     from shared.agents import get_agent
-    from shared.offline_model import OfflineModelProvider
+    from shared.platform.offline_model import OfflineModelProvider
 
     agent = get_agent(AGENT)
 

@@ -9,7 +9,7 @@ measures, side by side in one run:
    in-process, `Runner.run(agent, input, run_config=RunConfig(OfflineModelProvider(), ...))`
    with no session, then through a dev host (`POST /api/agents/assistant/runs`, a new thread
    per run: auth query; one transaction inserting the thread and the run; one finishing the
-   run, releasing the thread and writing the turn's history (shared/sessions.py
+   run, releasing the thread and writing the turn's history (shared/memory/sessions.py
    `WriteBehindSession`); JSON, uvicorn, plus the httpx client in this process). Rounds
    alternate in-process and HTTP so that drift on a shared machine hits both; the median
    round of each is reported, with the ratio HTTP / in-process (target >= 0.5).
@@ -188,7 +188,7 @@ def in_process_runner() -> Callable[[int], Awaitable[None]]:
     from agents import RunConfig, Runner
 
     from shared.agents import get_agent
-    from shared.offline_model import OfflineModelProvider
+    from shared.platform.offline_model import OfflineModelProvider
 
     agent = get_agent(AGENT)
 

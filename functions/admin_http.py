@@ -3,7 +3,7 @@ and a tenant's settings: budgets (limits), retention and tool approval policy.
 
 Routes live under `platform/`, not `admin/`: the Functions host reserves routes and function
 names starting with `admin` (its own admin API), even behind the `api` prefix
-(Azure/azure-functions-host#1781). Every route needs ASCENT_ADMIN_KEY (see shared.tenancy).
+(Azure/azure-functions-host#1781). Every route needs ASCENT_ADMIN_KEY (see shared.security.tenancy).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
+from shared.api.http import api, read_json
+from shared.api.openapi import documented
 from shared.db.engine import db_session
-from shared.http import api, read_json
-from shared.openapi import documented
-from shared.tenancy import (
+from shared.security.tenancy import (
     IdentityConfig,
     IssuedKey,
     KeyCreate,
@@ -35,13 +35,13 @@ from shared.tenancy import (
     rotate_webhook_secret,
     set_identity,
 )
-from shared.tenant_limits import (
+from shared.security.tenant_limits import (
     LimitOverrides,
     TenantLimitsOut,
     get_tenant_limits,
     set_tenant_limits,
 )
-from shared.tenant_settings import (
+from shared.security.tenant_settings import (
     RetentionOverrides,
     TenantRetentionOut,
     ToolPolicyOut,

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
 from shared.agents import CATALOG
-from shared.http import api, principal_of, read_json
-from shared.openapi import documented
-from shared.ratelimit import check_token_budget, run_slot
-from shared.runs import run_agent
-from shared.schemas import AgentInfo, AgentList, AgentRunRequest, AgentRunResponse
+from shared.api import simple
+from shared.api.http import api, principal_of, read_json
+from shared.api.openapi import documented
+from shared.api.schemas import AgentInfo, AgentList, AgentRunRequest, AgentRunResponse
 
 bp = func.Blueprint()
 
@@ -34,7 +31,7 @@ async def list_agents(req: Request) -> Response:
     summary="Run an agent and wait for its answer",
     request=AgentRunRequest,
     response=AgentRunResponse,
-    errors=[404, 429, 502],
+    errors=[404, 409, 422, 429, 502, 503],
     tags=["agents"],
 )
 @api
@@ -42,12 +39,5 @@ async def create_agent_run(req: Request) -> Response:
     """Run an agent on the input, in a new thread or the given one, and return its answer."""
     principal = await principal_of(req)
     body = await read_json(req, AgentRunRequest)
-    await check_token_budget(principal.tenant_id)
-    async with run_slot(principal):
-        outcome = await run_agent(
-            principal=principal,
-            agent_name=req.path_params["agent"],
-            input_text=body.input,
-            thread_id=str(body.thread_id) if body.thread_id else None,
-        )
-    return JSONResponse(asdict(outcome))
+    answer = await simple.run_agent(principal, req.path_params["agent"], body)
+    return JSONResponse(answer.model_dump(mode="json"))

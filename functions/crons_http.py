@@ -1,14 +1,14 @@
 """User-defined scheduled runs (LangGraph crons): create, search and delete; fired by the
-`dispatch_crons` job (shared/crons.py holds the logic)."""
+`dispatch_crons` job (shared/api/crons.py; firing: shared/runs/crons.py)."""
 
 from __future__ import annotations
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared import crons, protocol
-from shared.http import api, principal_of, read_json
-from shared.openapi import documented
+from shared.api import crons, protocol
+from shared.api.http import api, principal_of, read_json
+from shared.api.openapi import documented
 
 bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS

@@ -1,8 +1,9 @@
 """`POST /api/events/agent-events`: the subscription route of the `agent-events` topic.
 
 Dapr delivers each CloudEvent here (local/components/subscription.yaml); without a sidecar the
-outbox drainer calls `agent_events` directly with the same request (shared.events). The answer
-is Dapr's: 200 with `{"status": "SUCCESS" | "RETRY" | "DROP"}`. Events not found in the outbox
+outbox drainer calls `agent_events` directly with the same request (shared.outbox.events). The
+answer is Dapr's: 200 with `{"status": "SUCCESS" | "RETRY" | "DROP"}`. Events not found in the
+outbox
 are dropped, so a forged POST does nothing.
 """
 
@@ -12,9 +13,12 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from shared.events import receive_event
-from shared.http import api, principal_of, read_json
-from shared.openapi import documented
+from shared.api.http import api, principal_of, read_json
+from shared.api.openapi import documented
+from shared.api.protocol import get_run
+from shared.db.views import aware
+from shared.outbox.events import receive_event
+from shared.outbox.webhooks import list_deliveries
 
 bp = func.Blueprint()
 
@@ -90,10 +94,6 @@ bp.route(route="events/agent-events", methods=["POST"], auth_level=func.AuthLeve
 @api
 async def run_webhook_deliveries(req: Request) -> Response:
     """List the webhook deliveries of one of the tenant's runs."""
-    from shared.protocol import get_run
-    from shared.runs import aware
-    from shared.webhooks import list_deliveries
-
     principal = await principal_of(req)
     run = await get_run(principal, req.path_params["run_id"])
     rows = await list_deliveries(tenant_id=principal.tenant_id, run_id=run.id)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared.health import check_health
-from shared.http import api
-from shared.openapi import documented
-from shared.schemas import HealthReport
+from shared.api.http import api
+from shared.api.openapi import documented
+from shared.api.schemas import HealthReport
+from shared.platform.health import check_health
 
 bp = func.Blueprint()
 

@@ -1,6 +1,6 @@
 """The OpenAI-compatible API under `/api/v1`: models and chat completions.
 
-The behaviour (threads, streaming, errors) is documented in `shared.openai_compat`.
+The behaviour (threads, streaming, errors) is documented in `shared.api.openai_compat`.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared.http import api, principal_of, read_json
-from shared.openai_compat import (
+from shared.api.http import api, principal_of, read_json
+from shared.api.openai_compat import (
     RUN_HEADER,
     THREAD_HEADER,
     ChatCompletion,
@@ -20,7 +20,7 @@ from shared.openai_compat import (
     get_model_card,
     list_models,
 )
-from shared.openapi import documented
+from shared.api.openapi import documented
 
 bp = func.Blueprint()
 

@@ -8,8 +8,8 @@ from typing import Any
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared.http import api
-from shared.openapi import build_document, documented
+from shared.api.http import api
+from shared.api.openapi import build_document, documented
 
 bp = func.Blueprint()
 

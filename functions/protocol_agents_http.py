@@ -5,9 +5,9 @@ from __future__ import annotations
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared import protocol
-from shared.http import api, principal_of, read_json
-from shared.openapi import documented
+from shared.api import protocol
+from shared.api.http import api, principal_of, read_json
+from shared.api.openapi import documented
 
 bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS

@@ -7,11 +7,19 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 from pydantic import ValidationError
 
-from shared import protocol
-from shared.errors import ValidationFailed
-from shared.http import api, principal_of, read_json
-from shared.openapi import documented
-from shared.protocol_http import query_bool, query_int, query_modes, run_paths, sse_response
+from shared.api import protocol
+from shared.api.http import api, principal_of, read_json
+from shared.api.openapi import documented
+from shared.api.protocol_http import (
+    client_gone,
+    query_bool,
+    query_int,
+    query_modes,
+    run_paths,
+    sse_response,
+)
+from shared.core.errors import ValidationFailed
+from shared.db.views import run_json
 
 bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS
@@ -29,36 +37,35 @@ async def _create(req: Request) -> Response:
     principal = await principal_of(req)
     body = await read_json(req, protocol.RunCreate)
     run = await protocol.create_run(principal, body, thread_id=_thread_of(req))
-    return JSONResponse(protocol.run_json(run), headers=run_paths(run))
+    return JSONResponse(run_json(run), headers=run_paths(run))
 
 
 async def _wait(req: Request) -> Response:
     principal = await principal_of(req)
     body = await read_json(req, protocol.RunCreate)
-    run = await protocol.create_run(principal, body, thread_id=_thread_of(req))
-    done = await protocol.wait_run(principal, run.id)
-    headers = run_paths(run)
+    started = await protocol.start_here(
+        principal, body, thread_id=_thread_of(req), entry_point="wait"
+    )
+    cancel = body.on_disconnect == "cancel"
+    answer = await protocol.wait_started(principal, started, gone=client_gone(req), cancel=cancel)
+    headers = run_paths(started.run)
     headers["Location"] = headers["Content-Location"] + "/join"
-    return JSONResponse(await protocol.wait_response(principal, done), headers=headers)
+    return JSONResponse(answer, headers=headers)
 
 
 async def _stream(req: Request) -> Response:
     principal = await principal_of(req)
     body = await read_json(req, protocol.RunCreate)
-    after = 0
-    if body.command is not None:
-        # A resume streams the resumed run from where its pause ended (shared/reviews.py).
-        from shared.reviews import resume_stream_start
-
-        thread_id = _thread_of(req) or (str(body.thread_id) if body.thread_id else None)
-        after = await resume_stream_start(principal, thread_id)
-    run = await protocol.create_run(
-        principal, body, thread_id=_thread_of(req), default_modes=["values"]
+    started = await protocol.start_here(
+        principal, body, thread_id=_thread_of(req), entry_point="stream", default_modes=["values"]
     )
     events = protocol.stream_run(
-        principal, run, after=after, cancel_on_disconnect=body.on_disconnect == "cancel"
+        principal,
+        started.run,
+        after=started.after,
+        cancel_on_disconnect=body.on_disconnect == "cancel",
     )
-    return sse_response(run, events)
+    return sse_response(started.run, events)
 
 
 async def _join_stream(req: Request) -> Response:
@@ -86,7 +93,7 @@ async def _join(req: Request) -> Response:
 async def _get(req: Request) -> Response:
     principal = await principal_of(req)
     run = await protocol.get_run(principal, req.path_params["run_id"], thread_id=_thread_of(req))
-    return JSONResponse(protocol.run_json(run))
+    return JSONResponse(run_json(run))
 
 
 async def _delete(req: Request) -> Response:
@@ -106,7 +113,7 @@ async def _cancel(req: Request) -> Response:
         thread_id=_thread_of(req),
         wait=query_bool(req, "wait"),
     )
-    return JSONResponse(protocol.run_json(run), status_code=202 if run.status == "running" else 200)
+    return JSONResponse(run_json(run), status_code=202 if run.status == "running" else 200)
 
 
 # --- Agent Protocol paths --------------------------------------------------------------------

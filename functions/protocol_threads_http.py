@@ -1,15 +1,17 @@
 """Agent Protocol threads: create, search, get, patch, delete, history and copy; and the
-grants that share a user's thread with other users of the tenant (shared/thread_access.py)."""
+grants that share a user's thread with other users of the tenant
+(shared/security/thread_access.py)."""
 
 from __future__ import annotations
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared import protocol, thread_access
-from shared.http import api, principal_of, read_json
-from shared.openapi import documented
-from shared.protocol_http import query_int
+from shared.api import protocol
+from shared.api.http import api, principal_of, read_json
+from shared.api.openapi import documented
+from shared.api.protocol_http import query_int
+from shared.security import thread_access
 
 bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS

@@ -1,5 +1,5 @@
 """Reviewer endpoints (`/api/reviews...`): list pending reviews, read one with its conversation,
-decide it (approve/reject, once), and read its audit trail. Logic in shared/reviews.py."""
+decide it (approve/reject, once), and read its audit trail. Logic in shared/runs/reviews.py."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 from pydantic import ValidationError
 
-from shared import reviews
-from shared.errors import ValidationFailed
-from shared.http import api, principal_of, read_json
-from shared.openapi import documented
-from shared.protocol import parse_id
+from shared.api.http import api, principal_of, read_json
+from shared.api.openapi import documented
+from shared.api.protocol import parse_id
+from shared.core.errors import ValidationFailed
+from shared.runs import reviews, service
 
 bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS
@@ -76,7 +76,10 @@ async def decide_review(req: Request) -> Response:
     """Decide a pending review; the run resumes on any instance. A second decision is 409."""
     principal = await principal_of(req)
     body = await read_json(req, reviews.ReviewDecision)
-    return JSONResponse(await reviews.decide(principal, _review_id(req), body))
+    decided = await reviews.decide(principal, _review_id(req), body)
+    if decided.resume is not None:
+        await service.resume([decided.resume])
+    return JSONResponse(decided.review)
 
 
 @bp.route(route="reviews/{review_id}/audit", methods=["GET"], auth_level=ANON)

@@ -13,9 +13,9 @@ import logging
 
 import azure.functions as func
 
-from shared.dispatch import parse_run_message
-from shared.queues import RUNS_QUEUE, poison_queue_name
-from shared.runs import execute_run, fail_run
+from shared.platform.queues import RUNS_QUEUE, poison_queue_name
+from shared.runs.dispatch import parse_run_message
+from shared.runs.service import execute_message, fail_dead_lettered
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ POISONED = f"the run's message failed repeatedly and was moved to {poison_queue_
 async def agent_runs(msg: func.QueueMessage) -> None:
     """Execute the run a message names (a duplicate or finished run is acknowledged)."""
     job = parse_run_message(msg.get_body())
-    await execute_run(job.run_id, tenant_id=job.tenant_id)
+    await execute_message(job.run_id, job.tenant_id)
 
 
 @bp.function_name("agent_runs_poison")
@@ -43,5 +43,5 @@ async def agent_runs_poison(msg: func.QueueMessage) -> None:
     except ValueError:
         log.error("poison message %s is not a run message; dropped", msg.id)
         return
-    marked = await fail_run(job.run_id, tenant_id=job.tenant_id, reason=POISONED)
+    marked = await fail_dead_lettered(job.run_id, tenant_id=job.tenant_id, reason=POISONED)
     log.error("run %s dead-lettered (marked error: %s)", job.run_id, marked)

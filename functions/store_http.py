@@ -1,6 +1,6 @@
 """The Agent Protocol store (spec 0.1.6): `/api/store/items`, `/items/search`, `/namespaces`.
 
-Long-term memory shared across threads, scoped to the caller's tenant (shared/memory.py).
+Long-term memory shared across threads, scoped to the caller's tenant (shared/memory/store.py).
 """
 
 from __future__ import annotations
@@ -8,11 +8,9 @@ from __future__ import annotations
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared import memory
-from shared.errors import NotFound, ValidationFailed
-from shared.http import api, principal_of, read_json
-from shared.openapi import documented
-from shared.store_schemas import (
+from shared.api.http import api, principal_of, read_json
+from shared.api.openapi import documented
+from shared.api.store_schemas import (
     NamespaceList,
     SearchItemsResponse,
     StoreDeleteRequest,
@@ -22,6 +20,8 @@ from shared.store_schemas import (
     StorePutRequest,
     StoreSearchRequest,
 )
+from shared.core.errors import NotFound, ValidationFailed
+from shared.memory import store as memory
 
 bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS

@@ -7,11 +7,11 @@ import uuid
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared.errors import NotFound
-from shared.http import api, principal_of
-from shared.openapi import documented
-from shared.runs import thread_items
-from shared.schemas import ThreadMessages
+from shared.api.http import api, principal_of
+from shared.api.openapi import documented
+from shared.api.protocol import thread_items
+from shared.api.schemas import ThreadMessages
+from shared.core.errors import NotFound
 
 bp = func.Blueprint()
 
@@ -34,6 +34,6 @@ async def get_thread_messages(req: Request) -> Response:
         uuid.UUID(thread_id)
     except ValueError:
         raise NotFound(f"No thread {thread_id!r}.") from None
-    items = await thread_items(principal=principal, thread_id=thread_id)
+    items = await thread_items(principal, thread_id)
     body = ThreadMessages(thread_id=thread_id, items=[dict(i) for i in items])
     return JSONResponse(body.model_dump())

@@ -30,12 +30,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shared import auth
+from shared.core.settings import Settings, get_settings
+from shared.core.telemetry import install_redaction
 from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
-from shared.settings import Settings, get_settings
-from shared.telemetry import install_redaction
+from shared.security import auth
 
 log = logging.getLogger("ascent.devhost")
 
@@ -109,8 +109,8 @@ def build_asgi(*, queues: bool = False) -> Starlette:
     if not queues:
         return Starlette(routes=routes)
     from local.queue_host import QueueHost, queue_triggers
-    from shared.openapi import app_functions
-    from shared.queues import close_queue_backend
+    from shared.api.openapi import app_functions
+    from shared.platform.queues import close_queue_backend
 
     queue_host = QueueHost(queue_triggers(app_functions(app)))
 

@@ -30,7 +30,8 @@ from typing import Any
 import azure.functions as func
 from azure.functions.queue import QueueMessage as WorkerQueueMessage
 
-from shared.queues import (
+from shared.core.settings import get_settings
+from shared.platform.queues import (
     QueueBackend,
     QueueOptions,
     ReceivedMessage,
@@ -42,7 +43,6 @@ from shared.queues import (
     unwatch_queue,
     watch_queue,
 )
-from shared.settings import get_settings
 
 log = logging.getLogger("ascent.devhost.queues")
 

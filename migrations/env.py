@@ -56,7 +56,7 @@ def _async_url() -> str:
     url = context.get_x_argument(as_dictionary=True).get("url")
     if url:
         return url
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     return get_settings().sqlalchemy_url
 

@@ -38,18 +38,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Each test starts from the embedded defaults in its own data dir, with no cached state."""
+    from shared.core.settings import get_settings
+    from shared.db.direct import close_direct
     from shared.db.engine import _sessionmaker, get_engine
-    from shared.llm import get_model_provider
-    from shared.settings import get_settings
+    from shared.platform.llm import get_model_provider
+    from shared.platform.notify import get_notifier
 
     for name in SETTINGS_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ASCENT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ASCENT_ENV", "test")
-    for cached in (get_settings, get_engine, _sessionmaker, get_model_provider):
+    close_direct()
+    for cached in (get_settings, get_engine, _sessionmaker, get_model_provider, get_notifier):
         cached.cache_clear()
     yield
-    for cached in (get_settings, get_engine, _sessionmaker, get_model_provider):
+    close_direct()
+    for cached in (get_settings, get_engine, _sessionmaker, get_model_provider, get_notifier):
         cached.cache_clear()
 
 
@@ -76,6 +80,12 @@ async def settle_background_tasks(monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
     monkeypatch.setattr(engine_module, "build_engine", tracking_build)
     yield
+    # Long-lived listeners (notifications, the poll fallback) stop first: they never end alone.
+    from shared.platform.notify import close_notifier
+    from shared.runs.watch import close_pollers
+
+    await close_notifier()
+    await close_pollers()
     current = asyncio.current_task()
     leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     if leftover:

@@ -1,5 +1,5 @@
 // Ascent's cloud stage. `azd up` deploys it: a resource group, then one module per deployable.
-// Outputs are named exactly like the env vars the code reads (shared/settings.py), so
+// Outputs are named exactly like the env vars the code reads (shared/core/settings.py), so
 // `azd env get-values` can point a local dev host at the cloud resources.
 targetScope = 'subscription'
 
@@ -24,7 +24,7 @@ param resourceGroupName string = ''
 param functionsAppName string = ''
 param containerAppsEnvironmentName string = ''
 
-// --- What the code reads (shared/settings.py) ---
+// --- What the code reads (shared/core/settings.py) ---
 @allowed(['offline', 'openai', 'azure', 'compatible'])
 @description('MODEL_PROVIDER. azure creates an Azure OpenAI account and deployment reached with the managed identity.')
 param modelProvider string = 'azure'
@@ -223,7 +223,7 @@ var secretEnv = [
   empty(secretSettings.?UPSTASH_REDIS_REST_TOKEN ?? '') ? { name: 'UPSTASH_REDIS_REST_TOKEN', value: '' } : { name: 'UPSTASH_REDIS_REST_TOKEN', secretRef: 'upstash-redis-rest-token' }
 ]
 
-// Every setting shared/settings.py reads is set below, for the function app and every job
+// Every setting shared/core/settings.py reads is set below, for the function app and every job
 // (tests/infra checks the union is exactly Settings' env vars). Empty = unset (env_ignore_empty).
 var sharedEnv = [
   { name: 'ASCENT_ENV', value: 'prod' }

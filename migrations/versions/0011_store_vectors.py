@@ -7,7 +7,7 @@ Create Date: 2026-11-22
 On PostgreSQL with the `vector` extension available (pgvector; on Azure Database for
 PostgreSQL once `azure.extensions` allow-lists VECTOR), this adds a stored generated column
 `embedding_vec vector` computed from `embedding` by the SQL function `ascent_store_vector`, so
-semantic search can rank in the database (shared/vector_search.py). Everywhere else (SQLite,
+semantic search can rank in the database (shared/memory/vector_search.py). Everywhere else (SQLite,
 Postgres without the extension or without the privilege to create it, CockroachDB) it changes
 nothing and search keeps ranking in Python. The column is not in the SQLModel metadata;
 `shared.db.migrate.include_object` keeps it out of autogenerate comparisons.
@@ -33,11 +33,11 @@ depends_on: str | Sequence[str] | None = None
 
 log = logging.getLogger("alembic.runtime.migration")
 
-# The inverse of shared.embeddings.pack in SQL: base64 of a little-endian float32 scale, then
+# The inverse of shared.memory.embeddings.pack in SQL: base64 of a little-endian float32 scale, then
 # one int8 per dimension and 0-2 zero bytes of padding. The result keeps the padding (zeros
 # add nothing to an inner product), so it depends on the text alone; vector_dims() = packed
 # bytes - 4, which is how a search recognises vectors of its own width. Each value is
-# int8 * scale rounded to float32, bit for bit what shared.embeddings.unpack gives.
+# int8 * scale rounded to float32, bit for bit what shared.memory.embeddings.unpack gives.
 # `SET search_path FROM CURRENT` pins the schema of the `vector` type for every caller,
 # including pg_dump restores (which run with an empty search_path).
 _FUNCTION = """

@@ -1,9 +1,9 @@
 """The billing specialist: refunds, charges and invoices.
 
 Tools: `refund_quote` (read) computes what the policy allows; `issue_refund` (spend) records a
-refund in the `refunds` table, so it pauses for a human approval (shared/agents/approval.py).
+refund in the `refunds` table, so it pauses for a human approval (shared/security/tool_approval.py).
 The output guardrail `refund_review` sends an answer that promises a refund above
-ASCENT_REFUND_REVIEW_THRESHOLD to a reviewer instead of the user (shared/reviews.py).
+ASCENT_REFUND_REVIEW_THRESHOLD to a reviewer instead of the user (shared/runs/reviews.py).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from agents.tool_context import ToolContext
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
+from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.review_models import Refund
-from shared.settings import get_settings
 
 NAME = "billing"
 DESCRIPTION = "Billing specialist for refunds, charges, invoices, payments and subscriptions."

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 from agents import Agent, Runner, function_tool
 from pydantic import Field
 
+from shared.platform.llm import run_config
+
 NAME = "memory_consolidator"
 DESCRIPTION = "Summarizes a finished conversation into lasting facts about the user."
 PROMPT = (
@@ -84,8 +86,6 @@ def transcript_of(messages: Sequence[Mapping[str, Any]]) -> str:
 
 async def summarize(messages: Sequence[Mapping[str, Any]]) -> str:
     """Run the consolidator on a conversation and return its summary."""
-    from shared.runs import run_config
-
     result = await Runner.run(
         get_consolidator(), REQUEST + transcript_of(messages), run_config=run_config(), max_turns=4
     )

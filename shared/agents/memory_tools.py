@@ -1,10 +1,10 @@
-"""`remember` and `recall`: function tools over the long-term memory store (shared/memory.py).
+"""`remember` and `recall`: function tools over the long-term memory store (shared/memory/store.py).
 
 The tools act for the tenant and user of the run, which they read from the run context
-(`RunContextWrapper.context`). Pass a `MemoryContext` as `Runner.run(..., context=...)`, or any
-object with `tenant_id` and `user_id` attributes (or a mapping with those keys). Each user's
-memories live in the namespace `("users", <user>, "memories")`, so what a user said in one
-thread can be recalled in any other thread of the same tenant. Without a context the tools do
+(`RunContextWrapper.context`): the run engine passes a `RunContext` (shared/core/context.py);
+any object with `tenant_id` and `user_id` attributes (or a mapping with those keys) works too.
+Each user's memories live in the namespace `("users", <user>, "memories")`, so what a user said
+in one thread can be recalled in any other thread of the same tenant. Without a context the tools do
 nothing and tell the model that memory is unavailable.
 """
 
@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from agents import RunContextWrapper, function_tool
 from pydantic import Field
 
-from shared import memory
-from shared.auth import Principal
-from shared.errors import AscentError
+from shared.core.context import RunContext
+from shared.core.errors import AscentError
+from shared.memory import store as memory
 
 NO_CONTEXT = (
     "Long-term memory is not available in this conversation (the run has no tenant and "
@@ -33,19 +32,6 @@ MAX_FACT_CHARS = 2_000
 RECALL_LIMIT = 5
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryContext:
-    """The run context the memory tools need: whose memories to read and write."""
-
-    tenant_id: str
-    user_id: str
-
-    @classmethod
-    def from_principal(cls, principal: Principal) -> MemoryContext:
-        """The caller's context: its user when authenticated by token, else its API key."""
-        return cls(tenant_id=principal.tenant_id, user_id=principal.user_id or principal.key_id)
-
-
 def user_namespace(user_id: str) -> tuple[str, ...]:
     """The namespace of a user's memories (the id is escaped into one valid label)."""
     label = quote(user_id, safe="").replace(".", "%2E")
@@ -54,16 +40,16 @@ def user_namespace(user_id: str) -> tuple[str, ...]:
     return ("users", label, "memories")
 
 
-def memory_context(context: Any) -> MemoryContext | None:
+def memory_context(context: Any) -> RunContext | None:
     """Read the tenant and user from a run context object, or None when it has none."""
-    if isinstance(context, MemoryContext):
-        return context
+    if isinstance(context, RunContext):
+        return context if context.tenant_id and context.user_id else None
     if isinstance(context, Mapping):
         tenant, user = context.get("tenant_id"), context.get("user_id")
     else:
         tenant, user = getattr(context, "tenant_id", None), getattr(context, "user_id", None)
     if isinstance(tenant, str) and tenant and isinstance(user, str) and user:
-        return MemoryContext(tenant_id=tenant, user_id=user)
+        return RunContext(tenant_id=tenant, user_id=user)
     return None
 
 

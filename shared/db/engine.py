@@ -10,13 +10,16 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.settings import get_settings
+from shared.core.settings import get_settings
 
 # SQLite waits this long for another writer (another dev host process) before failing.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # No driver-managed transactions: `_begin_immediate` opens each one (SQLAlchemy's documented
+    # recipe for the sqlite drivers), so SAVEPOINTs nest and nothing begins DEFERRED.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
@@ -36,17 +39,28 @@ def build_engine(url: str) -> AsyncEngine:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, pool_size=20, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
-    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    size = get_settings().db_pool_size
+    engine = create_async_engine(url, pool_size=size, max_overflow=size, pool_pre_ping=True)
     if get_settings().database_auth == "entra":
-        event.listen(engine.sync_engine, "do_connect", _entra_password)
+        event.listen(engine.sync_engine, "do_connect", entra_password)
     return engine
 
 
-def _entra_password(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+def _begin_immediate(conn: Any) -> None:
+    # A transaction that reads, then writes, fails at once with "database is locked" when
+    # another connection wrote in between (SQLite cannot upgrade its stale snapshot); taking the
+    # write lock at BEGIN makes it wait its turn instead (busy timeout). The hot paths read and
+    # write through shared/db/direct.py; this engine serves the rest.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def entra_password(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
     # Azure Database for PostgreSQL with Entra auth only: every new connection presents a
     # fresh token (the credential caches it) as its password; nothing secret is configured.
-    from shared.credentials import postgres_token
+    # Function-local for cold start: azure-identity loads only where Entra auth is used.
+    from shared.core.credentials import postgres_token
 
     cparams["password"] = postgres_token()
 

@@ -112,7 +112,7 @@ class CronFire(SQLModel, table=True):
     """One firing of a cron: the unique key (cron_id, scheduled_for) makes it happen once.
 
     Inserted in the same transaction as the claim and the pending run; `enqueued_at` is set
-    once the run was handed to `shared.dispatch.enqueue_run` (NULL after a crash in between,
+    once the run was handed to `shared.runs.dispatch.enqueue_run` (NULL after a crash in between,
     so the next dispatcher pass enqueues it).
     """
 

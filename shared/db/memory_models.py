@@ -19,10 +19,10 @@ class StoreItem(SQLModel, table=True):
     """A stored memory: a JSON document at (namespace, key) for a tenant, with its embedding.
 
     The embedding is kept as base64 text of a float32 scale and int8 values (compact and
-    portable across SQLite, Postgres and CockroachDB; shared.embeddings.pack), tagged with the
-    model that produced it so a search never compares vectors of different models. On Postgres
+    portable across SQLite, Postgres and CockroachDB; shared.memory.embeddings.pack), tagged with
+    the model that produced it so a search never compares vectors of different models. On Postgres
     with pgvector the table also has `embedding_vec`, a generated column outside these models
-    (migrations/versions/0011_store_vectors.py, shared/vector_search.py).
+    (migrations/versions/0011_store_vectors.py, shared/memory/vector_search.py).
     """
 
     __tablename__ = "store_items"

@@ -17,6 +17,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import shared.db
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +34,6 @@ SDK_TABLES = frozenset({"agent_sessions", "agent_messages"})
 
 def load_models() -> None:
     """Import every `shared/db/*models.py` module so all tables are on SQLModel.metadata."""
-    import shared.db
-
     for module in pkgutil.iter_modules(shared.db.__path__):
         if module.name.endswith("models"):
             importlib.import_module(f"shared.db.{module.name}")

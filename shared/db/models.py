@@ -97,7 +97,11 @@ class Run(SQLModel, table=True):
     """One invocation of an agent on a thread: status, input, output, usage and timing."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_tenant_thread", "tenant_id", "thread_id"),)
+    __table_args__ = (
+        Index("ix_runs_tenant_thread", "tenant_id", "thread_id"),
+        # The sweeper's and the poll fallback's scans: running runs by lease, cancels.
+        Index("ix_runs_status_lease", "status", "lease_expires_at"),
+    )
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
     # NULL once a stateless run's thread is deleted (on_completion="delete").
@@ -150,14 +154,19 @@ class Run(SQLModel, table=True):
     )
     # How many conversation items the thread held when the run finished (its history entry).
     history_len: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
-    # Execution lease (shared/runs.py): the worker executing a `running` run renews it while it
-    # works; once it lapses (the worker died) a redelivery or the sweeper takes the run over.
+    # Execution lease (shared/runs/engine.py): the worker executing a `running` run renews it while
+    # it works; once it lapses (the worker died) a redelivery or the sweeper takes the run over.
     lease_owner: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     lease_expires_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     # Conversation items the thread held when the run first started: a takeover trims back to it.
     history_start: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    # Which API created the run (shared/runs/engine.py ENTRY_POINTS): `agents` (the simple
+    # route), `runs` (Agent Protocol background), `wait`, `stream`, `openai`, `cron`. A run
+    # executed inside its request (every one but `runs` and `cron`) whose executor died with
+    # its client attached is ended, not re-executed (shared/runs/service.py).
+    entry_point: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
 
 
 class RunEvent(SQLModel, table=True):

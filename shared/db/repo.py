@@ -173,7 +173,7 @@ async def search_threads(
     visible: ColumnElement[bool] | None = None,
 ) -> Sequence[Thread]:
     """The tenant's threads (optionally with one status, and only those matching `visible`:
-    shared.thread_access's condition), most recently updated first."""
+    shared.security.thread_access's condition), most recently updated first."""
     stmt = select(Thread).where(Thread.tenant_id == tenant_id)
     if visible is not None:
         stmt = stmt.where(visible)
@@ -399,8 +399,8 @@ async def search_runs(
     status: str | None = None,
     visible: ColumnElement[bool] | None = None,
 ) -> Sequence[Run]:
-    """The tenant's runs filtered by thread, agent, status and `visible` (shared.thread_access's
-    condition), newest first."""
+    """The tenant's runs filtered by thread, agent, status and `visible`
+    (shared.security.thread_access's condition), newest first."""
     stmt = select(Run).where(Run.tenant_id == tenant_id)
     if visible is not None:
         stmt = stmt.where(visible)

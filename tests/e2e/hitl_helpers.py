@@ -14,11 +14,11 @@ import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.auth import issue_api_key
+from shared.core.settings import Settings
 from shared.db import repo
 from shared.db.engine import build_engine
 from shared.db.review_models import Refund
-from shared.settings import Settings
+from shared.security.auth import issue_api_key
 from tests.conftest import POSTGRES_URL, DevHost
 from tests.e2e.protocol_helpers import poll, wait_status
 
@@ -98,8 +98,8 @@ def host_database_url(host: DevHost, backend: str | None) -> str:
 
 def use_host_database(monkeypatch: pytest.MonkeyPatch, host: DevHost, backend: str | None) -> None:
     """Point this test process's settings (and engine) at a dev host's database."""
+    from shared.core.settings import get_settings
     from shared.db.engine import _sessionmaker, get_engine
-    from shared.settings import get_settings
 
     monkeypatch.setenv("ASCENT_DATA_DIR", str(host.log_path.parent))
     if backend == "postgres" and POSTGRES_URL:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.reviews import EXPIRED_ERROR, expire_due_reviews
+from shared.runs.reviews import EXPIRED_ERROR, expire_due_reviews
 from tests.conftest import BACKENDS, POSTGRES_URL, DevHost, start_devhost
 from tests.e2e.hitl_helpers import (
     backend_of,

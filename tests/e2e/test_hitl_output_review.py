@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.reviews import OUTPUT_REFUSAL
+from shared.runs.reviews import OUTPUT_REFUSAL
 from tests.conftest import DevHost
 from tests.e2e.hitl_helpers import (
     BIG_QUOTE,

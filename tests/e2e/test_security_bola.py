@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import function_app
-from shared.openapi import app_functions
+from shared.api.openapi import app_functions
 from tests.conftest import DevHost, start_devhost
 from tests.e2e.hitl_helpers import pending_review, start_paused_run
 from tests.security_support import ADMIN_KEY, admin, new_tenant_with_key

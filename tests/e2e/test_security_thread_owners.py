@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import function_app
-from shared.openapi import app_functions
+from shared.api.openapi import app_functions
 from tests.conftest import BACKENDS, POSTGRES_URL, DevHost, start_devhost
 from tests.e2e.hitl_helpers import pending_review, start_paused_run
 from tests.e2e.problems import assert_problem

@@ -8,10 +8,10 @@ import uuid
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared import auth
+from shared.core.settings import Settings
 from shared.db import repo
 from shared.db.engine import build_engine
-from shared.settings import Settings
+from shared.security import auth
 from tests.conftest import POSTGRES_URL, DevHost
 
 pytestmark = pytest.mark.e2e

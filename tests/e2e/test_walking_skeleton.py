@@ -16,10 +16,10 @@ import httpx
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.auth import issue_api_key, new_api_key
+from shared.core.settings import Settings
 from shared.db import repo
 from shared.db.engine import build_engine
-from shared.settings import Settings
+from shared.security.auth import issue_api_key, new_api_key
 from tests.conftest import POSTGRES_URL, DevHost, start_devhost
 from tests.e2e.problems import assert_problem
 

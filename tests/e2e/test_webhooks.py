@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from shared.webhooks import verify
+from shared.outbox.webhooks import verify
 from tests.conftest import BACKENDS, POSTGRES_URL, DevHost, start_devhost
 
 ADMIN_KEY = "admin-" + "k" * 40

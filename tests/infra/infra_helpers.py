@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pycep import BicepParser
 
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BICEP_DIR = ROOT / "infra" / "bicep"

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from shared.settings import Settings
+from shared.core.settings import Settings
 from tests.infra.infra_helpers import (
     AZD_OUTPUTS,
     BICEP_DIR,

@@ -28,10 +28,10 @@ async def tenant(
     Not the shared Postgres database: `drain()` publishes every due event of the database,
     so another test run's outbox rows there would interleave with (or steal) this test's.
     """
+    from shared.core.settings import get_settings
     from shared.db import repo
     from shared.db.engine import _sessionmaker, db_session, get_engine
     from shared.db.migrate import migrate
-    from shared.settings import get_settings
 
     with contextlib.ExitStack() as stack:
         if request.param == "postgres" and POSTGRES_URL:
@@ -57,7 +57,7 @@ async def tenant(
 async def record(tenant_id: str, subject: str, type_: str, **data: Any) -> str:
     """Record one event in its own committed transaction; return its id."""
     from shared.db.engine import db_session
-    from shared.events import record_event
+    from shared.outbox.events import record_event
 
     async with db_session() as db:
         row = await record_event(

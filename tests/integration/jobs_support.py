@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 
 from local.devhost_process import ROOT
+from shared.core.settings import get_settings
 from shared.db import repo
 from shared.db.engine import _sessionmaker, db_session, get_engine
 from shared.db.migrate import migrate
 from shared.db.models import Run, RunEvent, Tenant, Thread, new_id
-from shared.settings import get_settings
 from tests.conftest import POSTGRES_URL
 from tests.fresh_database import fresh_postgres_database
 

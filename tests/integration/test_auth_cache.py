@@ -18,14 +18,21 @@ import pytest
 import redis
 
 from local.devhost_process import free_port
-from shared import cache as cache_mod
-from shared.auth import Principal, apikey_cache_key, authenticate
-from shared.cache import RedisCache, connect
+from shared.core.errors import ServiceUnavailable, Unauthorized
 from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
-from shared.errors import ServiceUnavailable, Unauthorized
-from shared.tenancy import IssuedKey, TenantCreate, create_tenant, issue_key, revoke_key, rotate_key
+from shared.platform import cache as cache_mod
+from shared.platform.cache import RedisCache, connect
+from shared.security.auth import Principal, apikey_cache_key, authenticate
+from shared.security.tenancy import (
+    IssuedKey,
+    TenantCreate,
+    create_tenant,
+    issue_key,
+    revoke_key,
+    rotate_key,
+)
 from tests.conftest import POSTGRES_URL, DevHost, start_devhost
 from tests.security_support import ADMIN_KEY, admin, new_tenant_with_key
 
@@ -51,7 +58,7 @@ def real_redis() -> Iterator[redis.Redis]:
 
 def _use_redis(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     """Point the settings at `url` for this test."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     monkeypatch.setenv("REDIS_URL", url)
     get_settings.cache_clear()
@@ -246,7 +253,7 @@ async def test_zero_ttl_disables_the_cache(
     instances: Instances, issued: IssuedKey, db_lookups: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ASCENT_AUTH_CACHE_SECONDS=0 turns the cache off even with REDIS_URL set."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     monkeypatch.setenv("ASCENT_AUTH_CACHE_SECONDS", "0")
     get_settings.cache_clear()
@@ -272,10 +279,10 @@ async def test_redis_outage_warns_once(
     dead_redis: None, issued: IssuedKey, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An outage is logged as one warning, not one per request."""
-    with caplog.at_level(logging.WARNING, logger="shared.cache"):
+    with caplog.at_level(logging.WARNING, logger="shared.platform.cache"):
         for _ in range(3):
             await _auth(issued.key)
-    assert len([r for r in caplog.records if r.name == "shared.cache"]) == 1
+    assert len([r for r in caplog.records if r.name == "shared.platform.cache"]) == 1
 
 
 async def test_revoke_during_an_outage_is_503_but_revoked(

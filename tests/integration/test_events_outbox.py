@@ -8,7 +8,7 @@ from sqlmodel import col, select
 
 from shared.db.engine import db_session
 from shared.db.event_models import OutboxEvent
-from shared.events import RUN_CREATED, RUN_STARTED, record_event
+from shared.outbox.events import RUN_CREATED, RUN_STARTED, record_event
 from tests.integration.events_support import record, tenant
 
 __all__ = ["tenant"]

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from shared import events
-from shared.events import RUN_COMPLETED, RUN_CREATED, RUN_STARTED, drain
+from shared.outbox import events
+from shared.outbox.events import RUN_COMPLETED, RUN_CREATED, RUN_STARTED, drain
 from tests.fakes.dapr_sidecar import FakeDaprSidecar, running_sidecar
 from tests.integration.events_support import record, tenant, until
 
@@ -23,7 +23,7 @@ TYPES = (RUN_CREATED, RUN_STARTED, RUN_COMPLETED)
 @pytest.fixture
 def sidecar(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaprSidecar]:
     """A fake Dapr sidecar this process publishes through (its ports in the environment)."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     with running_sidecar() as fake:
         for name, value in fake.env().items():

@@ -9,8 +9,8 @@ import pytest
 from shared.db import repo
 from shared.db.engine import db_session
 from shared.db.models import Run
-from shared.events import RUN_COMPLETED, drain, record_event
-from shared.webhooks import WebhookRefused, check_target, list_deliveries
+from shared.outbox.events import RUN_COMPLETED, drain, record_event
+from shared.outbox.webhooks import WebhookRefused, check_target, list_deliveries
 from tests.integration.events_support import tenant
 
 __all__ = ["tenant"]

@@ -8,11 +8,11 @@ from datetime import timedelta
 
 from aca_jobs.consolidate_memory import consolidate, memory_key
 from aca_jobs.steps import STEP_PAUSE_ENV
-from shared import memory
 from shared.agents.memory_tools import user_namespace
 from shared.db.jobs_models import ThreadConsolidation
 from shared.db.models import utcnow
-from shared.runs import conversation_session
+from shared.memory import store as memory
+from shared.runs.engine import conversation_session
 from tests.integration import jobs_support as js
 
 job_db = js.job_db  # the fresh-database fixture

@@ -9,11 +9,11 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from aca_jobs.steps import STEP_PAUSE_ENV
-from shared import crons
-from shared.auth import Principal
 from shared.db.engine import db_session
 from shared.db.jobs_models import Cron, CronFire
 from shared.db.models import Run, utcnow
+from shared.runs import crons
+from shared.security.auth import Principal
 from tests.integration import jobs_support as js
 
 job_db = js.job_db  # the fresh-database fixture

@@ -9,11 +9,11 @@ from sqlalchemy import update
 
 from aca_jobs.purge_retention import purge
 from aca_jobs.steps import STEP_PAUSE_ENV
-from shared import memory
 from shared.db.engine import db_session
 from shared.db.memory_models import StoreItem
 from shared.db.models import Run, RunEvent, Thread, utcnow
-from shared.retention import set_retention
+from shared.memory import store as memory
+from shared.memory.retention import set_retention
 from tests.integration import jobs_support as js
 
 job_db = js.job_db  # the fresh-database fixture

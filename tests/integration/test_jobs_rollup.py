@@ -11,11 +11,11 @@ from sqlmodel import col, select
 
 from aca_jobs.rollup_usage import rollup
 from aca_jobs.steps import STEP_PAUSE_ENV
+from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.jobs_models import UsageDaily
 from shared.db.models import utcnow
-from shared.offline_model import OFFLINE_MODEL_NAME
-from shared.settings import get_settings
+from shared.platform.offline_model import OFFLINE_MODEL_NAME
 from tests.integration import jobs_support as js
 
 job_db = js.job_db  # the fresh-database fixture

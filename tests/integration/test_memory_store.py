@@ -1,4 +1,4 @@
-"""The long-term memory store (shared.memory) on SQLite and on Postgres."""
+"""The long-term memory store (shared.memory.store) on SQLite and on Postgres."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from agents import Agent, RunConfig, Runner
 from agents.items import ToolCallOutputItem
 from agents.testing import ScriptedModel, assistant_message, function_call
 
-from shared import memory
-from shared.agents.memory_tools import MEMORY_TOOLS, NO_CONTEXT, MemoryContext
+from shared.agents.memory_tools import MEMORY_TOOLS, NO_CONTEXT
+from shared.core.context import RunContext
+from shared.core.errors import ValidationFailed
 from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.memory_models import StoreItem
 from shared.db.migrate import migrate
 from shared.db.models import utcnow
-from shared.errors import ValidationFailed
+from shared.memory import store as memory
 from tests.conftest import POSTGRES_URL
 
 BACKENDS = [
@@ -227,7 +228,7 @@ class TestRetention:
         self, new_tenant: NewTenant, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """STORE_DEFAULT_TTL_SECONDS sets an expiry on items put without a ttl."""
-        from shared.settings import get_settings
+        from shared.core.settings import get_settings
 
         monkeypatch.setenv("STORE_DEFAULT_TTL_SECONDS", "3600")
         get_settings.cache_clear()
@@ -272,7 +273,7 @@ class TestMemoryTools:
 
     async def test_recall_in_another_thread(self, new_tenant: NewTenant) -> None:
         """A fact remembered in one run is recalled, by meaning, in a separate later run."""
-        who = MemoryContext(tenant_id=await new_tenant(), user_id="user@example.com")
+        who = RunContext(tenant_id=await new_tenant(), user_id="user@example.com")
         saved = await _run_tool(who, "remember", {"fact": "My favorite color is blue."})
         assert saved.startswith("Remembered")
         await _run_tool(who, "remember", {"fact": "I work as a nurse in Porto."})
@@ -283,9 +284,9 @@ class TestMemoryTools:
         """Another user of the same tenant, and another tenant, cannot recall the fact."""
         tenant = await new_tenant()
         await _run_tool(
-            MemoryContext(tenant, "alice"), "remember", {"fact": "My favorite color is blue."}
+            RunContext(tenant, "alice"), "remember", {"fact": "My favorite color is blue."}
         )
-        for who in (MemoryContext(tenant, "bob"), MemoryContext(await new_tenant(), "alice")):
+        for who in (RunContext(tenant, "bob"), RunContext(await new_tenant(), "alice")):
             output = await _run_tool(who, "recall", {"query": "favorite color"})
             assert output == "No relevant memories."
 
@@ -297,11 +298,11 @@ class TestMemoryTools:
     async def test_assistant_recalls_across_threads_offline(self, new_tenant: NewTenant) -> None:
         """The catalog assistant on the offline model recalls in thread 2 what thread 1 saved."""
         from shared.agents import get_agent
-        from shared.offline_model import OfflineModelProvider
-        from shared.runs import conversation_session
+        from shared.platform.offline_model import OfflineModelProvider
+        from shared.runs.engine import conversation_session
 
         tenant = await new_tenant()
-        who = MemoryContext(tenant_id=tenant, user_id="alice")
+        who = RunContext(tenant_id=tenant, user_id="alice")
         config = RunConfig(model_provider=OfflineModelProvider(), tracing_disabled=True)
         agent = get_agent("assistant")
         first = await Runner.run(

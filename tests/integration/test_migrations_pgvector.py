@@ -21,7 +21,6 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from shared import memory, vector_search
 from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import (
@@ -33,7 +32,9 @@ from shared.db.migrate import (
     migrate,
     upgrade,
 )
-from shared.embeddings import unpack
+from shared.memory import store as memory
+from shared.memory import vector_search
+from shared.memory.embeddings import unpack
 from tests.conftest import POSTGRES_URL
 from tests.fresh_database import fresh_postgres_database
 from tests.integration.test_migrations import _columns, _revisions, _version

@@ -20,9 +20,9 @@ from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
 from shared.db.models import Run, RunEvent, utcnow
-from shared.dispatch import RunMessage, send_run_message
-from shared.queues import QueueOptions, get_queue_backend, reset_queue_backends
-from shared.runs import conversation_session, execute_run
+from shared.platform.queues import QueueOptions, get_queue_backend, reset_queue_backends
+from shared.runs.dispatch import RunMessage, send_run_message
+from shared.runs.engine import conversation_session, execute_run
 from tests.queue_support import eventually
 
 pytestmark = pytest.mark.asyncio
@@ -93,7 +93,7 @@ async def history(run: Run) -> list[Any]:
 def agent_runs_trigger() -> QueueTrigger:
     """The real `agent-runs` queue trigger of function_app, indexed as the dev host does."""
     from function_app import app
-    from shared.openapi import app_functions
+    from shared.api.openapi import app_functions
 
     found = [t for t in queue_triggers(app_functions(app)) if t.queue_name == "agent-runs"]
     assert len(found) == 1
@@ -195,7 +195,7 @@ async def test_sweeper_reenqueues_lapsed_and_stale_pending_runs(
     from aca_jobs.sweep_leases import sweep
 
     monkeypatch.setenv("ASCENT_SWEEP_PENDING_AFTER_SECONDS", "1")
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     get_settings.cache_clear()
     lapsed, stale, fresh = await pending_run("a"), await pending_run("b"), await pending_run("c")
@@ -234,13 +234,13 @@ async def test_poison_trigger_marks_the_run_error(schema: None) -> None:
 
     run = await pending_run("poisoned")
     from function_app import app
-    from shared.openapi import app_functions
+    from shared.api.openapi import app_functions
 
     poison = [t for t in queue_triggers(app_functions(app)) if t.queue_name == "agent-runs-poison"][
         0
     ]
     from local.queue_host import to_queue_message
-    from shared.queues import ReceivedMessage
+    from shared.platform.queues import ReceivedMessage
 
     body = RunMessage(run_id=run.id, tenant_id=TENANT).to_json().encode()
     received = ReceivedMessage("m1", "p1", "", 1, None, None, None)

@@ -19,7 +19,7 @@ import pytest_asyncio
 from local.queue_host import QueueListener, QueueTrigger
 from shared.db.engine import get_engine
 from shared.db.migrate import migrate
-from shared.queues import (
+from shared.platform.queues import (
     QueueBackend,
     QueueOptions,
     StaleReceipt,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import Unauthorized, ValidationFailed
-from shared.jwt_auth import JwksCache, check_jwks_url
+from shared.core.errors import Unauthorized, ValidationFailed
+from shared.security.jwt_auth import JwksCache, check_jwks_url
 from tests.security_support import JwksServer, public_jwk, rsa_key
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
-from shared.limits import Metadata, bounded_messages
+from shared.security.limits import Metadata, bounded_messages
 
 
 class Body(BaseModel):
@@ -23,7 +23,7 @@ class Body(BaseModel):
 @pytest.fixture(autouse=True)
 def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """1 KiB of metadata and 3 messages."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     monkeypatch.setenv("ASCENT_MAX_METADATA_BYTES", "1024")
     monkeypatch.setenv("ASCENT_MAX_MESSAGES", "3")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from shared.agents.policy import TOOL_CLASSES, catalog_tools, classify, needs_approval_by_default
+from shared.agents import catalog_tools
+from shared.security.tool_policy import TOOL_CLASSES, classify, needs_approval_by_default
 
 
 def test_every_catalog_tool_is_classified() -> None:

@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from local.devhost_process import free_port
-from shared.auth import Principal
+from shared.core.errors import RateLimited
 from shared.db.engine import get_engine
 from shared.db.migrate import migrate
-from shared.errors import RateLimited
-from shared.ratelimit import (
+from shared.security.auth import Principal
+from shared.security.ratelimit import (
     MemoryLimiter,
     RedisLimiter,
     check_token_budget,
@@ -45,7 +45,7 @@ class Clock:
 @pytest.fixture(autouse=True)
 async def no_overrides() -> AsyncIterator[None]:
     """This test's own empty, migrated database: its tenants have no per-tenant budget
-    overrides (shared/tenant_limits.py), so the settings alone decide the budgets."""
+    overrides (shared/security/tenant_limits.py), so the settings alone decide the budgets."""
     await migrate(get_engine())
     yield
     await get_engine().dispose()
@@ -54,7 +54,7 @@ async def no_overrides() -> AsyncIterator[None]:
 @pytest.fixture
 def limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small budgets: 3 requests/min per tenant, 2 per key, 1 concurrent run, 100 tokens/day."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     monkeypatch.setenv("ASCENT_RATE_LIMIT_PER_MINUTE", "3")
     monkeypatch.setenv("ASCENT_KEY_RATE_LIMIT_PER_MINUTE", "2")
@@ -107,7 +107,7 @@ async def test_budget_recovers_in_the_next_window(limits: None) -> None:
 
 async def test_zero_disables_the_request_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """ASCENT_RATE_LIMIT_PER_MINUTE=0 and ASCENT_KEY_RATE_LIMIT_PER_MINUTE=0 mean no limit."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     monkeypatch.setenv("ASCENT_RATE_LIMIT_PER_MINUTE", "0")
     monkeypatch.setenv("ASCENT_KEY_RATE_LIMIT_PER_MINUTE", "0")

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared import telemetry
-from shared.telemetry import RedactingFilter, install_redaction, redact
+from shared.core import telemetry
+from shared.core.telemetry import RedactingFilter, install_redaction, redact
 
 API_KEY = "asc_0123456789ab_S3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3t"
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"

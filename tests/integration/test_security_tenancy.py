@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 import function_app
-from shared.auth import authenticate
+from shared.api.openapi import app_functions
+from shared.core.errors import ConfigError, Forbidden, NotFound, Unauthorized
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
-from shared.errors import ConfigError, Forbidden, NotFound, Unauthorized
-from shared.openapi import app_functions
-from shared.tenancy import (
+from shared.security.auth import authenticate
+from shared.security.tenancy import (
     KeyCreate,
     TenantCreate,
     create_tenant,
@@ -27,7 +27,7 @@ from tests.security_support import ADMIN_KEY
 @pytest.fixture
 def admin_key(monkeypatch: pytest.MonkeyPatch) -> str:
     """Configure ASCENT_ADMIN_KEY for the test."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     monkeypatch.setenv("ASCENT_ADMIN_KEY", ADMIN_KEY)
     get_settings.cache_clear()
@@ -50,7 +50,7 @@ def test_admin_api_is_disabled_without_setting() -> None:
 
 def test_short_admin_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """An admin key under 32 characters disables the API with a 500 config error."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     monkeypatch.setenv("ASCENT_ADMIN_KEY", "short")
     get_settings.cache_clear()

@@ -18,22 +18,22 @@ import pytest
 import redis
 
 from local.devhost_process import free_port
-from shared import cache as cache_mod
-from shared import tenant_limits
-from shared.auth import Principal
+from shared.core.errors import RateLimited, ServiceUnavailable
+from shared.core.settings import get_settings
 from shared.db import repo
 from shared.db.engine import _sessionmaker, db_session, get_engine
 from shared.db.migrate import migrate
-from shared.errors import RateLimited, ServiceUnavailable
-from shared.ratelimit import (
+from shared.platform import cache as cache_mod
+from shared.security import tenant_limits
+from shared.security.auth import Principal
+from shared.security.ratelimit import (
     MemoryLimiter,
     check_token_budget,
     enforce_request_rate,
     record_tokens,
     run_slot,
 )
-from shared.settings import get_settings
-from shared.tenant_limits import (
+from shared.security.tenant_limits import (
     LOCAL_TTL_SECONDS,
     Budgets,
     LimitOverrides,

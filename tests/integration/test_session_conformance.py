@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from shared.sessions import (
+from shared.memory.sessions import (
     SessionBackendName,
     UpstashRedisSession,
     build_session,
@@ -135,9 +135,9 @@ async def backend(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Backend]:
     """One backend configured through the environment, its clients closed afterwards."""
+    from shared.core.settings import get_settings
     from shared.db.engine import get_engine
     from shared.db.migrate import migrate
-    from shared.settings import get_settings
 
     name: str = request.param
     _configure(name, monkeypatch, request)
@@ -154,7 +154,7 @@ async def backend(
 @pytest.fixture
 def ttl_backend(monkeypatch: pytest.MonkeyPatch, backend: Backend) -> Backend:
     """The backend with SESSION_TTL_SECONDS set (skipped where the store has no TTL)."""
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     if not supports_ttl(backend.kind):
         pytest.skip(

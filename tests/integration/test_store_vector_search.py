@@ -21,13 +21,15 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 
-from shared import memory, vector_search
+from shared.core.settings import get_settings
 from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.memory_models import StoreItem
 from shared.db.migrate import migrate
 from shared.db.models import utcnow
-from shared.embeddings import (
+from shared.memory import store as memory
+from shared.memory import vector_search
+from shared.memory.embeddings import (
     OfflineEmbedder,
     cosine_scores,
     get_embedder,
@@ -35,7 +37,6 @@ from shared.embeddings import (
     unpack,
     unpacked_width,
 )
-from shared.settings import get_settings
 from tests.conftest import POSTGRES_URL
 from tests.fresh_database import fresh_postgres_database
 from tests.pgvector_support import pgvector_url  # noqa: F401  (fixture)

@@ -10,13 +10,16 @@ import pytest
 from sqlmodel import select
 
 from aca_jobs.purge_retention import purge
-from shared import crons, events, protocol, thread_access
-from shared.auth import Principal
+from shared.api import protocol
 from shared.db import repo
 from shared.db.engine import db_session
 from shared.db.jobs_models import Cron, CronFire
 from shared.db.models import Run, Thread, ThreadGrant, utcnow
-from shared.runs import delete_conversation
+from shared.outbox import events
+from shared.runs import crons
+from shared.runs.engine import delete_conversation
+from shared.security import thread_access
+from shared.security.auth import Principal
 from tests.integration import jobs_support as js
 
 job_db = js.job_db  # the fresh-database fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.sessions import WriteBehindSession, build_session
+from shared.memory.sessions import WriteBehindSession, build_session
 from tests.conftest import POSTGRES_URL
 
 BACKENDS = [
@@ -36,9 +36,9 @@ async def thread(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[str]:
     """A new thread id on a migrated SQLite or Postgres database (SQL session backend)."""
+    from shared.core.settings import get_settings
     from shared.db.engine import _sessionmaker, get_engine
     from shared.db.migrate import migrate
-    from shared.settings import get_settings
 
     if request.param == "postgres":
         assert POSTGRES_URL is not None

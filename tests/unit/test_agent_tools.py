@@ -13,7 +13,7 @@ from shared.agents import CATALOG, get_agent
 from shared.agents.assistant import MAX_EXPONENT, calculate, evaluate
 from shared.agents.billing import refund_amount, refund_quote
 from shared.agents.tech_support import lookup_error
-from shared.errors import NotFound
+from shared.core.errors import NotFound
 
 
 async def invoke(tool: FunctionTool, **arguments: Any) -> Any:

@@ -8,7 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.auth import (
+from shared.core.errors import Unauthorized
+from shared.db import repo
+from shared.db.engine import db_session, get_engine
+from shared.db.migrate import migrate
+from shared.security.auth import (
     Principal,
     authenticate,
     bearer_token,
@@ -17,10 +21,6 @@ from shared.auth import (
     key_prefix,
     new_api_key,
 )
-from shared.db import repo
-from shared.db.engine import db_session, get_engine
-from shared.db.migrate import migrate
-from shared.errors import Unauthorized
 
 
 class TestKeyFormat:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from shared import embeddings
-from shared.embeddings import OfflineEmbedder, cosine_scores, pack, unpack
+from shared.memory import embeddings
+from shared.memory.embeddings import OfflineEmbedder, cosine_scores, pack, unpack
 
 
 class TestOfflineEmbedder:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import yaml
 
 from local.devhost_process import ROOT
-from shared.events import SUBSCRIPTION_ROUTE, SUBSCRIPTIONS
-from shared.settings import Settings
+from shared.core.settings import Settings
+from shared.outbox.events import SUBSCRIPTION_ROUTE, SUBSCRIPTIONS
 
 
 def test_in_process_subscriptions_match_the_dapr_subscription_file() -> None:

@@ -7,7 +7,7 @@ from agents import Agent, InputGuardrailTripwireTriggered, RunConfig, Runner
 
 from shared.agents.guardrails import find_card_number, luhn_valid
 from shared.agents.triage import build as build_triage
-from shared.offline_model import OfflineModelProvider
+from shared.platform.offline_model import OfflineModelProvider
 
 
 class TestLuhn:

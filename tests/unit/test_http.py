@@ -8,9 +8,9 @@ import pytest
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from shared.errors import BadRequest, NotFound, PayloadTooLarge, ValidationFailed
-from shared.http import PROBLEM_JSON, api, problem, read_body, read_json
-from shared.schemas import AgentRunRequest
+from shared.api.http import PROBLEM_JSON, api, problem, read_body, read_json
+from shared.api.schemas import AgentRunRequest
+from shared.core.errors import BadRequest, NotFound, PayloadTooLarge, ValidationFailed
 
 
 def request(chunks: list[bytes], *, declare_length: bool = True) -> Request:

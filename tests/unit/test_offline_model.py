@@ -25,7 +25,7 @@ from openai.types.responses import (
 )
 
 from shared.agents import assistant, billing, tech_support
-from shared.offline_model import OfflineModel, OfflineModelProvider
+from shared.platform.offline_model import OfflineModel, OfflineModelProvider
 
 TRIAGE_HANDOFFS = [handoff(billing.build()), handoff(tech_support.build())]
 

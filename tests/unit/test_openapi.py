@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel
 
 from function_app import app
-from shared.openapi import (
+from shared.api.openapi import (
     PROBLEM_JSON,
     build_document,
     documented,
@@ -90,7 +90,7 @@ def test_request_models_imply_validation_problems(document: dict[str, Any]) -> N
 
 def test_schemas_come_from_the_handler_models(document: dict[str, Any]) -> None:
     """The chat completions body is the pydantic model the handler validates with."""
-    from shared.openai_compat import ChatCompletionRequest
+    from shared.api.openai_compat import ChatCompletionRequest
 
     body = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"] == {

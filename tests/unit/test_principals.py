@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from shared.auth import Principal
-from shared.crons import acting_principal
+from shared.api.openai_compat import user_thread_id
+from shared.core.settings import get_settings
 from shared.db.jobs_models import Cron
-from shared.jwt_auth import client_principal_roles, is_tenant_admin
-from shared.openai_compat import user_thread_id
-from shared.settings import get_settings
+from shared.runs.crons import acting_principal
+from shared.security.auth import Principal
+from shared.security.jwt_auth import client_principal_roles, is_tenant_admin
 
 
 def test_an_api_key_is_tenant_wide() -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from shared.agents.approval import requires_approval
 from shared.agents.billing import promised_refunds
+from shared.core.errors import Conflict, ValidationFailed
 from shared.db.review_models import Review
-from shared.errors import Conflict, ValidationFailed
-from shared.reviews import (
+from shared.runs.reviews import (
     _decision,
     _decisions,
     _parse_args,
     holds_for_review,
     rejection_message,
 )
+from shared.security.tool_approval import requires_approval
 
 A, B = "review-a", "review-b"
 

@@ -17,11 +17,12 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from shared import protocol, runs
-from shared.auth import Principal
+from shared.api import protocol
 from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
+from shared.runs import engine as runs
+from shared.security.auth import Principal
 
 PARTIAL = "Working on it"
 

@@ -12,16 +12,16 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 from openai import AsyncOpenAI
 from sqlmodel import select
 
-from shared import runs
 from shared.agents import get_agent
-from shared.auth import Principal
+from shared.core.errors import GuardrailTripped, NotFound, UpstreamModelError
+from shared.core.settings import Settings
 from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
 from shared.db.models import Run
-from shared.errors import GuardrailTripped, NotFound, UpstreamModelError
-from shared.llm import build_model_provider
-from shared.settings import Settings
+from shared.platform.llm import build_model_provider
+from shared.runs import engine as runs
+from shared.security.auth import Principal
 
 
 class ScriptedProvider(ModelProvider):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import Settings, get_settings
+from shared.core.settings import Settings, get_settings
 
 
 def settings(**env: str) -> Settings:

@@ -13,7 +13,7 @@ param identityClientId string
 param storageAccountName string
 param applicationInsightsConnectionString string
 
-@description('The settings the code reads (shared/settings.py), built once in main.bicep for the app and the jobs.')
+@description('The settings the code reads (shared/core/settings.py), built once in main.bicep for the app and the jobs.')
 param env array
 @description('Container Apps secrets (Key Vault references) that env entries point to with secretRef.')
 param secrets array

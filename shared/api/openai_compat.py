@@ -1,0 +1,582 @@
+"""The OpenAI-compatible API: catalog agents as models, chat completions as agent runs.
+
+Clients point the official `openai` SDK (or any chat UI) at `http://<host>/api/v1` with an
+Ascent API key as `api_key`; the SDK sends it as `Authorization: Bearer`, which is what Ascent
+authenticates. `model` names a catalog agent (`GET /v1/models` lists them).
+
+Which conversation a request continues, first match wins:
+
+1. `X-Ascent-Thread-Id: <uuid>` names an existing thread the caller sees (404 if none; within
+   a tenant a user sees their own and granted threads, shared/security/thread_access.py).
+2. `user` (the OpenAI end-user field) maps to one thread per (tenant, user): its id is a
+   UUIDv5 of both, so the thread is found again on any instance without a lookup table, and
+   created on first use. A signed-in user (bearer token) gets threads of their own: the id
+   also derives from their user id, so two users sending the same `user` never share a
+   conversation. One `user` is one conversation; a chat UI that wants several
+   conversations per person sends a distinct `user` per conversation (e.g. `ada:chat-42`) or
+   the thread header.
+3. Neither: the request is stateless. The whole `messages` list is the run's input and
+   nothing is remembered: the run's scratch thread is deleted when it ends (the run stays,
+   with no thread, like an Agent Protocol stateless run).
+
+With a thread (1 or 2), history lives on the server, so only the LAST user message of
+`messages` is new input; earlier messages the client resends are ignored. Every answer names
+the run in `X-Ascent-Run-Id` and, with a thread, the thread in `X-Ascent-Thread-Id`.
+
+Every request is a run of the one run engine (shared/runs/), executed on the instance that
+received it, so it behaves as on every other API:
+
+- Human approval. A write or spend tool (billing's `issue_refund`), or an answer an output
+  guardrail holds for review, pauses the run. The completion is then an assistant message
+  saying what waits for approval, with `finish_reason: "stop"`, and the extension field
+  `ascent: {"status": "interrupted", "run_id", "thread_id", "reviews": [{"review_id", "kind",
+  "tool", "arguments", "reason"}]}` (streamed: the message as deltas, `ascent` on the last
+  chunk). Decide with `POST /api/reviews/{review_id}/decision`; the run then continues in the
+  background, and `GET /api/runs/{run_id}/wait` returns its answer. Until then the thread is
+  held by the paused run: a new message on it gets 409.
+- Every completion carries `ascent: {"run_id", "thread_id", "status"}`; unknown fields are
+  ignored by OpenAI clients.
+
+Streaming (`stream: true`) answers `text/event-stream`: `data: {chat.completion.chunk}` lines
+(first the assistant role, then text deltas, then `finish_reason: "stop"`, then a usage chunk
+when `stream_options.include_usage`), then `data: [DONE]`. The run starts before the response
+does, so failures before the first token are ordinary problem responses; a failure after it is
+a final `data: {"error": {...}}` event, which the `openai` SDK raises as `APIError`. The
+streamed text is every assistant text delta of the run, the non-streamed content is the run's
+final output; they are equal unless an agent writes text in a turn that also calls a tool.
+
+Errors are not OpenAI's `{"error": ...}` shape but Ascent's `application/problem+json` with the
+right status (400 bad JSON, 401 bad key, 404 unknown model or thread, 409 thread busy, 413 too
+large, 422 invalid fields or tripped guardrail, 502 model failure, 503 instance full), so the
+SDK raises its matching
+`APIStatusError` subclass (`BadRequestError`, `AuthenticationError`, `NotFoundError`, ...).
+Sampling parameters (`temperature`, `max_tokens`, tools, ...) are accepted and ignored: the
+agent's own configuration decides. Content is text only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal, cast
+
+from agents.items import TResponseInputItem
+from fastapi import Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.exc import IntegrityError
+
+from shared.agents import CATALOG, get_agent
+from shared.api.simple import raise_for_failure
+from shared.core.errors import AscentError, NotFound
+from shared.core.settings import get_settings
+from shared.db import repo
+from shared.db.engine import db_session
+from shared.db.models import new_id
+from shared.runs import service
+from shared.runs.dispatch import spawn
+from shared.runs.engine import Outcome
+from shared.runs.messages import token_of
+from shared.runs.records import NewRun
+from shared.security import thread_access
+from shared.security.auth import Principal
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+THREAD_HEADER = "X-Ascent-Thread-Id"
+RUN_HEADER = "X-Ascent-Run-Id"
+OWNER = "ascent"
+# Namespace of the UUIDv5 thread ids derived from (tenant, user); never change it.
+USER_THREADS = uuid.UUID("6f1c2a3e-9b1d-5c7e-8a4f-0d2b3c4e5f60")
+MAX_USER_CHARS = 256
+
+
+# --- request ------------------------------------------------------------------------------
+
+
+class TextPart(BaseModel):
+    """A text part of a message's content (image and audio parts are not supported)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """One message of `messages`; tool messages and tool calls are not supported."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The message's text: the string content, or its text parts joined."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    """`stream_options`: whether to end the stream with a usage chunk."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """Body of `POST /v1/chat/completions` (OpenAI's shape; unknown parameters are ignored)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "assistant",
+                    "messages": [{"role": "user", "content": "Hi, my name is Ada"}],
+                    "user": "ada",
+                },
+                {
+                    "model": "triage",
+                    "messages": [{"role": "user", "content": "Hello"}],
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
+            ]
+        },
+    )
+
+    model: str = Field(min_length=1, max_length=100, description="A catalog agent's name.")
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        description=(
+            "The conversation. With a thread (`user` or the thread header) only the last user "
+            "message is new input; otherwise all of it is the run's input."
+        ),
+    )
+    stream: bool | None = Field(None, description="Answer as server-sent events.")
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_USER_CHARS,
+        description="An end-user id; each (tenant, user) has one server-side conversation.",
+    )
+    n: int | None = Field(None, ge=1, le=1, description="Only one choice is supported.")
+
+    @model_validator(mode="after")
+    def _check_messages(self) -> ChatCompletionRequest:
+        limit = get_settings().max_input_chars
+        for message in self.messages:
+            text = message.text
+            if len(text) > limit:
+                raise ValueError(f"a message may be at most {limit} characters")
+            if "\x00" in text:
+                raise ValueError("messages must not contain NUL characters")
+        if not self.last_user_text.strip():
+            raise ValueError("messages must end with a non-blank user message")
+        if self.user is not None and ("\x00" in self.user or not self.user.strip()):
+            raise ValueError("user must be non-blank and free of NUL characters")
+        return self
+
+    @property
+    def last_user_text(self) -> str:
+        """The text of the last user message (the new input when a thread holds the history)."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text
+        return ""
+
+    def input_items(self) -> list[TResponseInputItem]:
+        """The whole conversation as Responses input items, for a stateless run."""
+        items: list[TResponseInputItem] = []
+        for message in self.messages:
+            item: Any = {"type": "message", "role": message.role, "content": message.text}
+            items.append(item)
+        return items
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+class ModelCard(BaseModel):
+    """One entry of `GET /v1/models`: a catalog agent presented as an OpenAI model."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = OWNER
+
+
+class ModelList(BaseModel):
+    """Body of `GET /v1/models`."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class CompletionUsage(BaseModel):
+    """Token usage of a completion, summed over every model call of the run."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    """The answer of a non-streamed completion."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: str | None = None
+
+
+class Choice(BaseModel):
+    """The single choice of a non-streamed completion."""
+
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    """Body of a non-streamed `POST /v1/chat/completions`."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage
+    system_fingerprint: str | None = None
+    ascent: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "Ascent's extension: `run_id`, `thread_id`, `status`; for a run paused for a human "
+            "(`status: interrupted`), the `reviews` it waits for; for a cancelled one, "
+            "`cancel_reason`."
+        ),
+    )
+
+
+class ChunkDelta(BaseModel):
+    """What a stream chunk adds to the answer."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    """The single choice of a stream chunk."""
+
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: Literal["stop"] | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` event of a streamed `POST /v1/chat/completions`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+    ascent: dict[str, Any] | None = None  # on the last chunk: see ChatCompletion.ascent
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def list_models() -> ModelList:
+    """Every catalog agent as an OpenAI model."""
+    return ModelList(data=[ModelCard(id=name) for name in CATALOG])
+
+
+def get_model_card(name: str) -> ModelCard:
+    """The catalog agent `name` as an OpenAI model, or NotFound."""
+    if name not in CATALOG:
+        raise NotFound(f"No model (agent) named {name!r}.")
+    return ModelCard(id=name)
+
+
+# --- threads ------------------------------------------------------------------------------
+
+
+def user_thread_id(tenant_id: str, user: str, *, principal_user: str | None = None) -> str:
+    """The id of the thread that holds (tenant, user)'s conversation: a UUIDv5 of both, and of
+    the signed-in user when there is one."""
+    if principal_user is None:
+        return str(uuid.uuid5(USER_THREADS, f"{tenant_id}\n{user}"))
+    # A JSON array never equals the "<tenant>\n<user>" form (tenant ids never start with "["),
+    # and quoting keeps user ids and `user` values containing newlines apart.
+    return str(uuid.uuid5(USER_THREADS, json.dumps([tenant_id, principal_user, user])))
+
+
+async def resolve_thread(
+    *, principal: Principal, thread_header: str | None, user: str | None
+) -> str | None:
+    """The thread a request continues (see the module docstring), or None when stateless."""
+    tenant = principal.tenant_id
+    if thread_header is not None and thread_header.strip():
+        raw = thread_header.strip()
+        try:
+            thread_id = str(uuid.UUID(raw))
+        except ValueError:
+            raise NotFound(f"No thread {raw[:64]!r}.") from None
+        async with db_session() as db:
+            if await thread_access.find_thread(db, principal, thread_id) is None:
+                raise NotFound(f"No thread {thread_id!r}.")
+        return thread_id
+    if user is None:
+        return None
+    thread_id = user_thread_id(tenant, user, principal_user=principal.user_id)
+    async with db_session() as db:
+        existing = await repo.get_thread(session=db, tenant_id=tenant, thread_id=thread_id)
+        if existing is not None:
+            if not await thread_access.can_see(db, principal, existing):
+                raise NotFound(f"No thread {thread_id!r}.")
+            return thread_id
+        try:
+            await repo.create_thread(
+                session=db,
+                tenant_id=tenant,
+                thread_id=thread_id,
+                metadata={"openai_user": user},
+                owner_id=thread_access.owner_for(principal),
+            )
+            await db.commit()
+        except IntegrityError:
+            await db.rollback()  # a concurrent first request created it: that is the one
+            if await thread_access.find_thread(db, principal, thread_id) is None:
+                raise NotFound(f"No thread {thread_id!r}.") from None
+    return thread_id
+
+
+# --- completions --------------------------------------------------------------------------
+
+
+def _usage(usage: dict[str, int]) -> CompletionUsage:
+    return CompletionUsage(
+        prompt_tokens=usage.get("input_tokens", 0),
+        completion_tokens=usage.get("output_tokens", 0),
+        total_tokens=usage.get("total_tokens", 0),
+    )
+
+
+def _headers(thread_id: str | None, run_id: str) -> dict[str, str]:
+    headers = {RUN_HEADER: run_id}
+    if thread_id is not None:
+        headers[THREAD_HEADER] = thread_id
+    return headers
+
+
+def pending_review_text(outcome: Outcome) -> str:
+    """The assistant message of a run paused for a human: what waits, and where to decide it."""
+    parts = []
+    for review in outcome.reviews:
+        if review["kind"] == "tool":
+            args = json.dumps(review.get("arguments") or {}, separators=(",", ":"))
+            parts.append(f"{review.get('tool')} {args} (review {review['review_id']})")
+        else:
+            parts.append(f"the answer (review {review['review_id']})")
+    return (
+        "This request is waiting for a human reviewer's approval before it can go on: "
+        + "; ".join(parts)
+        + ". The answer follows once it is decided."
+    )
+
+
+def extension(outcome: Outcome) -> Json:
+    """The `ascent` field of a completion: the run, and the reviews a paused run waits for."""
+    body: Json = {
+        "run_id": outcome.run_id,
+        "thread_id": outcome.thread_id,
+        "status": outcome.status,
+    }
+    if outcome.paused:
+        body["reviews"] = [
+            {k: r.get(k) for k in ("review_id", "kind", "tool", "arguments", "reason")}
+            for r in outcome.reviews
+        ]
+    if outcome.cancelled:
+        body["cancel_reason"] = "cancelled"
+    return body
+
+
+def answer_text(outcome: Outcome) -> str:
+    """The assistant content a finished run answers with (never "None", never empty-handed)."""
+    if outcome.paused:
+        return pending_review_text(outcome)
+    return outcome.output
+
+
+async def chat_completions(
+    *, principal: Principal, body: ChatCompletionRequest, thread_header: str | None
+) -> Response:
+    """Answer a chat completions request: JSON, or SSE when `stream` is true."""
+    get_agent(body.model)  # unknown model: 404 before anything is written
+    thread_id = await resolve_thread(
+        principal=principal, thread_header=thread_header, user=body.user
+    )
+    stateless = thread_id is None
+    new = NewRun(
+        run_id=new_id(),
+        tenant_id=principal.tenant_id,
+        agent=body.model,
+        input_text=body.last_user_text,
+        input_items=cast(list[Json], body.input_items()) if stateless else None,
+        entry_point="openai",
+        user_id=principal.user_id or principal.key_id,
+        thread_id=thread_id,
+        thread_visible=thread_access.thread_visible(principal),
+        new_thread_owner=thread_access.owner_for(principal),
+        new_thread_metadata={"source": "openai", "stateless": True} if stateless else None,
+        # A stateless request remembers nothing: its scratch thread goes when the run ends.
+        on_completion="delete" if stateless else "keep",
+    )
+    handle = await service.run_here(new, principal=principal)
+    if body.stream:
+        return await _stream_response(handle, body)
+    outcome = await handle.outcome()
+    raise_for_failure(outcome)
+    completion = ChatCompletion(
+        id=f"chatcmpl-{outcome.run_id}",
+        created=int(time.time()),
+        model=body.model,
+        choices=[Choice(message=AssistantMessage(content=answer_text(outcome)))],
+        usage=_usage(outcome.usage),
+        ascent=extension(outcome),
+    )
+    return JSONResponse(
+        completion.model_dump(mode="json"), headers=_headers(outcome.thread_id, outcome.run_id)
+    )
+
+
+def _sse(payload: BaseModel | dict[str, Any] | str) -> bytes:
+    if isinstance(payload, BaseModel):
+        # `ascent` only on the chunk that carries it (OpenAI's own fields keep their nulls).
+        empty = getattr(payload, "ascent", "") is None
+        data = payload.model_dump_json(exclude={"ascent"} if empty else None)
+    elif isinstance(payload, dict):
+        data = json.dumps(payload, separators=(",", ":"))
+    else:
+        data = payload
+    return f"data: {data}\n\n".encode()
+
+
+async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) -> Response:
+    """SSE chunks of the run's text deltas, as the engine emits them on this instance."""
+    run = handle.run
+    events = handle.events(after=1).__aiter__()
+    # Wait for the first token (or the end) so a failure before any output is an ordinary
+    # problem response, not an SSE error event.
+    first: str | None = None
+    ended = False
+    async for row in events:
+        if row is None:
+            continue
+        token = token_of(row[1], row[2])
+        if token is not None:
+            first = token
+            break
+        if row[1] == "end":
+            ended = True
+            break
+    if ended:
+        raise_for_failure(await handle.outcome())
+
+    created = int(time.time())
+    chunk_id = f"chatcmpl-{run.id}"
+
+    def chunk(delta: ChunkDelta, finish: Literal["stop"] | None = None) -> bytes:
+        return _sse(
+            ChatCompletionChunk(
+                id=chunk_id,
+                created=created,
+                model=body.model,
+                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+            )
+        )
+
+    async def stream() -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            yield chunk(ChunkDelta(role="assistant", content=""))
+            if first is not None:
+                yield chunk(ChunkDelta(content=first))
+            if not ended:
+                async for row in events:
+                    if row is None:
+                        yield b": keepalive\n\n"
+                        continue
+                    token = token_of(row[1], row[2])
+                    if token is not None:
+                        yield chunk(ChunkDelta(content=token))
+                    if row[1] == "end":
+                        break
+            outcome = await handle.outcome()
+            finished = True
+            if outcome.status in ("error", "timeout"):
+                try:
+                    raise_for_failure(outcome)
+                except AscentError as error:
+                    yield _sse(
+                        {
+                            "error": {
+                                "message": error.detail,
+                                "type": error.code,
+                                "code": error.status,
+                            }
+                        }
+                    )
+                return
+            if outcome.paused:
+                yield chunk(ChunkDelta(content=pending_review_text(outcome)))
+            final = ChatCompletionChunk(
+                id=chunk_id,
+                created=created,
+                model=body.model,
+                choices=[ChunkChoice(delta=ChunkDelta(), finish_reason="stop")],
+                ascent=extension(outcome),
+            )
+            yield _sse(final)
+            if body.stream_options is not None and body.stream_options.include_usage:
+                yield _sse(
+                    ChatCompletionChunk(
+                        id=chunk_id,
+                        created=created,
+                        model=body.model,
+                        choices=[],
+                        usage=_usage(outcome.usage),
+                    )
+                )
+            yield _sse("[DONE]")
+        finally:
+            if not finished:
+                # The client went away: stop the run (from a task of its own: this one may not
+                # await any more).
+                spawn(service.cancel(run.tenant_id, run.id))
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={
+            **_headers(None if run.on_completion == "delete" else run.thread_id, run.id),
+            "Cache-Control": "no-cache",
+        },
+    )

@@ -1,0 +1,1 @@
+"""The bottom wing: settings, errors, credentials and log redaction. Imports nothing of ours."""

@@ -1,0 +1,54 @@
+"""How stored rows look to the outside: UTC timestamps and the run's public JSON shape.
+
+`run_json` is the one rendering of a run (Agent Protocol's `Run` with LangGraph's field names
+alongside): the API answers it, and a run's webhook POSTs it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.db.models import Run
+
+
+def aware(moment: datetime) -> datetime:
+    """A timestamp as timezone-aware UTC (SQLite hands them back naive)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """An ISO 8601 UTC timestamp, or None."""
+    return aware(moment).isoformat() if moment is not None else None
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """A run in Agent Protocol shape, with LangGraph's field names alongside."""
+    cancelled = run.error == "cancelled"
+    return {
+        "run_id": run.id,
+        "thread_id": run.thread_id,
+        "agent_id": run.agent,
+        "assistant_id": run.agent,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at or run.created_at),
+        "status": run.status,
+        "metadata": run.metadata_ or {},
+        "multitask_strategy": run.multitask_strategy or "reject",
+        "kwargs": {
+            "config": run.config or {},
+            "webhook": run.webhook,
+            "on_completion": run.on_completion,
+            "on_disconnect": run.on_disconnect,
+            "stream_mode": run.stream_mode,
+        },
+        "output": run.output,
+        "error": None if cancelled else run.error,
+        "cancel_reason": "cancelled" if cancelled else None,
+        "usage": {
+            "requests": run.requests,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "total_tokens": run.total_tokens,
+        },
+    }

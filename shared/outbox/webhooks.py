@@ -1,0 +1,340 @@
+"""Run webhooks: a signed POST of the run to `RunCreate.webhook` when the run ends.
+
+When a run ends, `stage_run_end` writes its terminal event and, if the run has a webhook, a
+`webhook_deliveries` row in the run's transaction, so a crash loses nothing; `drain()`
+(shared/outbox/drain.py) then delivers due rows (`deliver_due`), claimed by compare-and-set so
+two drainers never send the same attempt twice.
+
+The request: `POST <webhook>` with `Content-Type: application/json`, the body the run in Agent
+Protocol shape (as `GET /runs/{run_id}` returns it), and these headers:
+
+- `X-Ascent-Timestamp`: Unix seconds when the attempt was signed;
+- `X-Ascent-Signature`: `sha256=<hex>`, HMAC-SHA256 with the tenant's webhook secret over
+  `<timestamp>.<raw body>` (receivers recompute it over the raw bytes, compare in constant
+  time, and reject old timestamps to stop replays);
+- `X-Ascent-Event-Id`: the CloudEvent id of the run's terminal event (the same for every
+  retry, so receivers can deduplicate); `X-Ascent-Delivery`: the delivery id.
+
+Any 2xx is success; anything else (or no answer within ASCENT_WEBHOOK_TIMEOUT_SECONDS) is
+retried with a doubling backoff until ASCENT_WEBHOOK_MAX_ATTEMPTS, then the delivery is
+`failed`. Redirects are not followed. Every attempt is recorded on the row (attempts, last
+status, last error, next attempt).
+
+SSRF guard: only http and https; the host must resolve to public addresses only (no loopback,
+private, link-local, carrier-grade NAT, multicast or reserved ranges) unless
+ASCENT_WEBHOOK_ALLOW_PRIVATE=true, which exists for tests and local receivers: in a deployment
+it would let any tenant make the service call its internal network (metadata endpoints,
+databases, the Dapr sidecar). A refused target is recorded `refused` and never retried. The
+check runs on every attempt, just before sending; a DNS answer that changes between the check
+and the connection (rebinding) is not covered.
+
+The secret: one per tenant, generated on first use (`webhook_secret`), shown and rotated
+through the platform admin API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import time
+from datetime import timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import insert, or_, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.core.errors import ValidationFailed
+from shared.core.settings import get_settings
+from shared.db.engine import db_session
+from shared.db.event_models import TenantWebhookSecret, WebhookDelivery
+from shared.db.models import Run, new_id, utcnow
+from shared.db.views import run_json
+from shared.outbox.events import DrainReport, Json, backoff_seconds, stage_event
+
+_DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER: Final = "X-Ascent-Signature"
+TIMESTAMP_HEADER: Final = "X-Ascent-Timestamp"
+EVENT_ID_HEADER: Final = "X-Ascent-Event-Id"
+DELIVERY_HEADER: Final = "X-Ascent-Delivery"
+CLAIM_SECONDS: Final = 120.0
+MAX_ERROR_CHARS: Final = 500
+
+
+class WebhookRefused(Exception):
+    """The webhook target is not allowed (scheme, or a non-public address)."""
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The `X-Ascent-Signature` value: `sha256=` + HMAC-SHA256(secret, timestamp + "." + body)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """Whether a signature header matches (constant-time); what a receiver does."""
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def check_scheme(url: str) -> None:
+    """Refuse anything but an absolute http(s) URL with a host (422 at run creation)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed("webhook must be an absolute http or https URL.")
+
+
+def _allowed(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def check_target(url: str) -> None:
+    """Raise WebhookRefused unless the URL is http(s) and its host resolves to public addresses."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WebhookRefused("only absolute http and https URLs are allowed")
+    if get_settings().webhook_allow_private:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=0, proto=0)
+    except OSError as exc:
+        raise WebhookRefused(f"the host does not resolve ({type(exc).__name__})") from exc
+    addresses = {str(info[4][0]) for info in infos}
+    if not addresses or not all(_allowed(a) for a in addresses):
+        raise WebhookRefused("the host resolves to a private, loopback or reserved address")
+
+
+def stage_run_end(
+    conn: Connection, *, tenant_id: str, run_id: str, type: str, data: Json, seq: int | None = None
+) -> str:
+    """Record a run's terminal event on `conn` and owe its webhook a delivery (same transaction).
+
+    Every end of a run goes through here (the run engine's outcome, a cancel, an expired
+    review, a dead-lettered message), so a run with a webhook always gets its POST.
+    """
+    event_id = stage_event(conn, tenant_id=tenant_id, type=type, subject=run_id, data=data, seq=seq)
+    url = conn.execute(
+        select(Run.webhook).where(col(Run.id) == run_id, col(Run.tenant_id) == tenant_id)
+    ).scalar()
+    if url:
+        conn.execute(
+            insert(_DELIVERIES),
+            {
+                "id": new_id(),
+                "tenant_id": tenant_id,
+                "event_id": event_id,
+                "run_id": run_id,
+                "url": url,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": utcnow(),
+                "created_at": utcnow(),
+            },
+        )
+    return event_id
+
+
+async def record_run_end(
+    *, session: AsyncSession, tenant_id: str, run_id: str, type: str, data: Json
+) -> str:
+    """`stage_run_end` in an AsyncSession's transaction (the caller commits)."""
+
+    def stage(sync_session: Session) -> str:
+        return stage_run_end(
+            sync_session.connection(), tenant_id=tenant_id, run_id=run_id, type=type, data=data
+        )
+
+    return await session.run_sync(stage)
+
+
+async def webhook_secret(tenant_id: str) -> str:
+    """The tenant's signing secret, created on first use (racing creators agree on one)."""
+    async with db_session() as db:
+        row = await db.get(TenantWebhookSecret, tenant_id)
+        if row is not None:
+            return row.secret
+        db.add(TenantWebhookSecret(tenant_id=tenant_id, secret=secrets.token_urlsafe(32)))
+        try:
+            await db.commit()
+        except IntegrityError:
+            await db.rollback()
+    async with db_session() as db:
+        row = await db.get(TenantWebhookSecret, tenant_id)
+    if row is None:
+        raise LookupError(f"no tenant {tenant_id!r}")
+    return row.secret
+
+
+async def rotate_webhook_secret(tenant_id: str) -> str:
+    """Replace the tenant's secret with a new one (takes effect on the next attempt)."""
+    await webhook_secret(tenant_id)
+    fresh = secrets.token_urlsafe(32)
+    async with db_session() as db:
+        await db.exec(
+            update(TenantWebhookSecret)
+            .where(col(TenantWebhookSecret.tenant_id) == tenant_id)
+            .values(secret=fresh, created_at=utcnow())
+        )
+        await db.commit()
+    return fresh
+
+
+async def _claim(delivery_id: str, owner: str) -> bool:
+    now = utcnow()
+    stmt = (
+        update(WebhookDelivery)
+        .where(
+            col(WebhookDelivery.id) == delivery_id,
+            col(WebhookDelivery.status) == "pending",
+            or_(
+                col(WebhookDelivery.claimed_until).is_(None),
+                col(WebhookDelivery.claimed_until) < now,
+            ),
+        )
+        .values(claimed_by=owner, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+    )
+    async with db_session() as db:
+        result: Any = await db.exec(stmt)
+        await db.commit()
+    return int(result.rowcount) == 1
+
+
+async def _record(delivery: WebhookDelivery, owner: str, **values: Any) -> None:
+    async with db_session() as db:
+        await db.exec(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id) == delivery.id, col(WebhookDelivery.claimed_by) == owner)
+            .values(claimed_by=None, claimed_until=None, **values)
+        )
+        await db.commit()
+
+
+async def _body(delivery: WebhookDelivery) -> bytes | None:
+    async with db_session() as db:
+        run = (
+            await db.exec(
+                select(Run).where(
+                    col(Run.id) == delivery.run_id, col(Run.tenant_id) == delivery.tenant_id
+                )
+            )
+        ).first()
+    if run is None:
+        return None
+    return json.dumps(run_json(run), separators=(",", ":")).encode()
+
+
+async def attempt(delivery: WebhookDelivery, owner: str) -> bool:
+    """Make one attempt of a claimed delivery and record it; True when delivered."""
+    settings = get_settings()
+    attempts = delivery.attempts + 1
+    try:
+        await check_target(delivery.url)
+    except WebhookRefused as exc:
+        log.warning("webhook %s refused: %s", delivery.id, exc)
+        await _record(delivery, owner, status="refused", attempts=attempts, last_error=str(exc))
+        return False
+    body = await _body(delivery)
+    if body is None:
+        await _record(delivery, owner, status="failed", attempts=attempts, last_error="run deleted")
+        return False
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Ascent-Webhooks/1",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(await webhook_secret(delivery.tenant_id), timestamp, body),
+        EVENT_ID_HEADER: delivery.event_id,
+        DELIVERY_HEADER: delivery.id,
+    }
+    status: int | None = None
+    error: str | None = None
+    try:
+        async with httpx.AsyncClient(
+            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
+        ) as client:
+            response = await client.post(delivery.url, content=body, headers=headers)
+        status = response.status_code
+        if not 200 <= status < 300:
+            error = f"HTTP {status}"
+    except httpx.HTTPError as exc:
+        error = type(exc).__name__
+    if error is None:
+        await _record(
+            delivery,
+            owner,
+            status="delivered",
+            attempts=attempts,
+            last_status=status,
+            last_error=None,
+            delivered_at=utcnow(),
+        )
+        return True
+    done = attempts >= settings.webhook_max_attempts
+    await _record(
+        delivery,
+        owner,
+        status="failed" if done else "pending",
+        attempts=attempts,
+        last_status=status,
+        last_error=error[:MAX_ERROR_CHARS],
+        next_attempt_at=utcnow() + timedelta(seconds=backoff_seconds(attempts)),
+    )
+    return False
+
+
+async def deliver_due(*, owner: str, report: DrainReport, limit: int = 100) -> None:
+    """Attempt every due pending delivery once (each claimed by compare-and-set first)."""
+    now = utcnow()
+    stmt = (
+        select(WebhookDelivery)
+        .where(
+            col(WebhookDelivery.status) == "pending",
+            col(WebhookDelivery.next_attempt_at) <= now,
+            or_(
+                col(WebhookDelivery.claimed_until).is_(None),
+                col(WebhookDelivery.claimed_until) < now,
+            ),
+        )
+        .order_by(col(WebhookDelivery.next_attempt_at))
+        .limit(limit)
+    )
+    async with db_session() as db:
+        due = list((await db.exec(stmt)).all())
+    for delivery in due:
+        if not await _claim(delivery.id, owner):
+            continue
+        try:
+            delivered = await attempt(delivery, owner)
+        except Exception as exc:  # a bug or a database hiccup: the claim expires, retried later
+            log.exception("webhook delivery %s failed", delivery.id)
+            report.errors.append(type(exc).__name__)
+            delivered = False
+        if delivered:
+            report.webhooks_delivered += 1
+        else:
+            report.webhook_failures += 1
+
+
+async def list_deliveries(*, tenant_id: str, run_id: str) -> list[WebhookDelivery]:
+    """A run's webhook deliveries (for inspection and tests)."""
+    async with db_session() as db:
+        stmt = select(WebhookDelivery).where(
+            col(WebhookDelivery.tenant_id) == tenant_id, col(WebhookDelivery.run_id) == run_id
+        )
+        return list((await db.exec(stmt)).all())

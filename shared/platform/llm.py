@@ -1,0 +1,61 @@
+"""The model seam: the one place that turns settings into an Agents SDK model provider."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from agents import ModelProvider, ModelSettings, OpenAIProvider, RunConfig
+from openai import AsyncOpenAI
+
+from shared.core.credentials import async_credential
+from shared.core.settings import Settings, get_settings
+from shared.platform.offline_model import OfflineModelProvider
+
+AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def _azure_client(settings: Settings) -> AsyncOpenAI:
+    """An AsyncOpenAI client for Azure OpenAI's v1 API that authenticates with Entra ID."""
+    from azure.identity.aio import get_bearer_token_provider
+
+    endpoint = (settings.azure_openai_endpoint or "").rstrip("/")
+    return AsyncOpenAI(
+        base_url=f"{endpoint}/openai/v1/",
+        api_key=get_bearer_token_provider(async_credential(), AZURE_OPENAI_SCOPE),
+    )
+
+
+def build_model_provider(settings: Settings) -> ModelProvider:
+    """Build the provider named by MODEL_PROVIDER: offline, openai, azure or compatible."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    match settings.model_provider:
+        case "offline":
+            return OfflineModelProvider()
+        case "openai":
+            return OpenAIProvider(api_key=key, base_url=settings.openai_base_url)
+        case "azure":
+            return OpenAIProvider(openai_client=_azure_client(settings), use_responses=False)
+        case "compatible":
+            # Gemini, vLLM, llama.cpp and Ollama speak Chat Completions, not Responses.
+            return OpenAIProvider(
+                api_key=key or "unused", base_url=settings.openai_base_url, use_responses=False
+            )
+
+
+@lru_cache(maxsize=1)
+def get_model_provider() -> ModelProvider:
+    """Return the process-wide model provider, built on first use."""
+    return build_model_provider(get_settings())
+
+
+def run_config() -> RunConfig:
+    """Per-run configuration from settings: the model provider and whether traces leave."""
+    settings = get_settings()
+    return RunConfig(
+        model_provider=get_model_provider(),
+        model=None if settings.model_provider == "offline" else settings.model_name,
+        # Streamed Chat Completions report usage only when asked (stream_options.include_usage);
+        # the SDK asks on its own only for api.openai.com, so compatible servers need this.
+        model_settings=ModelSettings(include_usage=True),
+        tracing_disabled=not settings.exports_traces,
+    )

@@ -1,0 +1,624 @@
+"""The executor: one lifecycle for every run, whichever API started it.
+
+`execute()` takes a run this instance holds (running, leased to `owner`) to its outcome:
+
+1. open the thread's history (read once for the SQL backend, shared/memory/sessions.py);
+2. continue a paused run from its reviews' decisions, or start on its input;
+3. run the agent streamed, turning each SDK event into a run event (shared/runs/messages.py)
+   that this instance's subscribers get at once and the log stores (shared/runs/live.py);
+4. stop on a cancel from any instance (pushed, shared/runs/watch.py), on the timeout, or
+   when the lease is lost;
+5. write the outcome in one transaction (shared/runs/records.py): status, answer, usage,
+   closing events, the turn's history, the thread freed, the terminal CloudEvent (with the
+   run's webhook), or the pause for a human (shared/runs/reviews.py).
+
+There is one mapping of what can go wrong (`failure_of`), one usage conversion (`usage_of`),
+one pause path and one cancel path; the entry points (shared/runs/service.py and the adapters
+in shared/api/) only translate input and output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final, cast
+
+from agents import (
+    AgentUpdatedStreamEvent,
+    InputGuardrailTripwireTriggered,
+    MaxTurnsExceeded,
+    ModelBehaviorError,
+    OutputGuardrailTripwireTriggered,
+    Runner,
+    RunResultStreaming,
+)
+from agents.items import TResponseInputItem
+from agents.memory import Session
+from sqlalchemy import select
+
+from shared.agents import get_agent
+from shared.core.context import RunContext
+from shared.core.settings import get_settings
+from shared.db import direct
+from shared.db.models import Run
+from shared.memory.sessions import HistoryBuffer, build_session, read_history, session_key
+from shared.outbox.drain import drain_soon
+from shared.platform.llm import run_config
+from shared.platform.notify import RESYNC, Subscription
+from shared.runs import records, reviews
+from shared.runs.live import EventLog, LiveRun
+from shared.runs.messages import run_events_of, to_messages, token_of
+from shared.runs.records import Ending, EventRow, NotOurs
+from shared.runs.watch import wake_timeout
+from shared.security.ratelimit import record_tokens
+
+log = logging.getLogger(__name__)
+
+REFUSED_INPUT: Final = "[input refused by a guardrail]"
+TIMED_OUT: Final = "the run exceeded ASCENT_RUN_TIMEOUT_SECONDS"
+Json = dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """How an execution ended, as every adapter needs it.
+
+    `status` is the run's: `success`, `error`, `timeout`, or `interrupted` (cancelled when
+    `error == "cancelled"`, otherwise paused for review with `reviews`). `cause` says why a
+    run failed: `input_guardrail`, `output_guardrail` (with `guardrail`), `model` (the model
+    gave no usable answer), `failed` (an error, class in `error`), `lost` (another executor
+    took the run over).
+    """
+
+    run_id: str
+    thread_id: str | None
+    agent: str
+    status: str
+    output: str = ""
+    error: str | None = None
+    cause: str | None = None
+    guardrail: str | None = None
+    last_agent: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+    reviews: list[Json] = field(default_factory=list)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the run waits for a human decision."""
+        return self.status == "interrupted" and self.error is None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run was cancelled."""
+        return self.status == "interrupted" and self.error == records.CANCELLED
+
+
+def outcome_of(run: Run) -> Outcome:
+    """The outcome a stored, ended run shows (for runs that ended elsewhere or earlier)."""
+    return Outcome(
+        run_id=run.id,
+        thread_id=run.thread_id,
+        agent=run.agent,
+        status=run.status,
+        output=run.output or "",
+        error=run.error,
+        last_agent=run.last_agent or run.agent,
+        usage=usage_columns(run),
+    )
+
+
+def usage_columns(run: Run) -> dict[str, int]:
+    """A stored run's token usage."""
+    return {
+        "requests": run.requests,
+        "input_tokens": run.input_tokens,
+        "output_tokens": run.output_tokens,
+        "total_tokens": run.total_tokens,
+    }
+
+
+def usage_of(sdk_usage: Any) -> dict[str, int]:
+    """The SDK's usage of a run as the run's columns (the one conversion)."""
+    return {
+        "requests": int(sdk_usage.requests),
+        "input_tokens": int(sdk_usage.input_tokens),
+        "output_tokens": int(sdk_usage.output_tokens),
+        "total_tokens": int(sdk_usage.total_tokens),
+    }
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What an exception out of a run means: its status, recorded error and cause."""
+
+    status: str
+    error: str
+    cause: str
+    guardrail: str | None = None
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """The one mapping of a run's exceptions (output reviews are handled before this)."""
+    if isinstance(exc, InputGuardrailTripwireTriggered):
+        name = exc.guardrail_result.guardrail.get_name()
+        return Failure("error", f"input guardrail tripped: {name}", "input_guardrail", name)
+    if isinstance(exc, OutputGuardrailTripwireTriggered):
+        name = exc.guardrail_result.guardrail.get_name()
+        return Failure("error", f"output guardrail tripped: {name}", "output_guardrail", name)
+    if isinstance(exc, ModelBehaviorError | MaxTurnsExceeded):
+        return Failure("error", type(exc).__name__, "model")
+    # Provider outages, timeouts and bugs: the class, never the message (may hold request data).
+    return Failure("error", type(exc).__name__, "failed")
+
+
+def run_input(run: Run) -> str | list[TResponseInputItem]:
+    """What the SDK receives: the normalized input messages, or the plain text."""
+    if run.input_items:
+        return [cast(TResponseInputItem, dict(item)) for item in run.input_items]
+    return run.input
+
+
+def max_turns(run: Run) -> int:
+    """ASCENT_MAX_TURNS, lowered by the run's `config.recursion_limit` when it asks for less."""
+    limit = get_settings().max_turns
+    asked = (run.config or {}).get("recursion_limit")
+    if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
+        return min(limit, asked)
+    return limit
+
+
+# --- the lease and the cancel watch --------------------------------------------------------------
+
+
+class Lease:
+    """Renews the run's lease every third of ASCENT_RUN_LEASE_SECONDS while it executes.
+
+    When a renewal finds the lease gone (this executor stalled past it and another took the run
+    over), `lost` is set and `on_lost` stops the run: its outcome is the other executor's.
+    """
+
+    def __init__(self, run_id: str, owner: str) -> None:
+        """Renew `owner`'s lease of `run_id` once started."""
+        self.run_id = run_id
+        self.owner = owner
+        self.lost = False
+        self.on_lost: list[Any] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start renewing."""
+        self._task = asyncio.get_running_loop().create_task(self._beat(), name="lease")
+
+    async def stop(self) -> None:
+        """Stop renewing; a renewal in flight finishes first (it holds a connection)."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _beat(self) -> None:
+        every = get_settings().run_lease_seconds / 3
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=every)
+                return
+            try:
+                held = await direct.write(
+                    lambda tx: records.renew_lease(tx, self.run_id, owner=self.owner)
+                )
+            except Exception:
+                log.exception("run %s: lease renewal failed", self.run_id)
+                continue
+            if not held:
+                self.lost = True
+                log.warning("run %s: lease lost by %s", self.run_id, self.owner)
+                for callback in self.on_lost:
+                    callback()
+                return
+
+
+class CancelWatch:
+    """Stops the streamed run when a cancel is requested on any instance (pushed, not polled)."""
+
+    def __init__(self, run_id: str, wakes: Subscription) -> None:
+        """Watch `wakes`, the run's subscription (opened before the run could be cancelled)."""
+        self.run_id = run_id
+        self.wakes = wakes
+        self.cancelled = False
+        self._result: RunResultStreaming | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def attach(self, result: RunResultStreaming) -> None:
+        """Cancel this streamed result when the run is cancelled."""
+        self._result = result
+        if self.cancelled:
+            result.cancel("immediate")
+        elif self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch(), name="cancel")
+
+    def fire(self) -> None:
+        """Stop the run now (a cancel, or a lost lease)."""
+        self.cancelled = True
+        if self._result is not None:
+            self._result.cancel("immediate")
+
+    async def _watch(self) -> None:
+        while not self.cancelled:
+            messages = await self.wakes.wait(wake_timeout())
+            if "c" in messages:
+                self.fire()
+                return
+            # A poll or a reconnect: the flag is the truth.
+            recheck = any(m in ("poll", RESYNC) for m in messages)
+            if recheck and await direct.read(lambda tx: _cancel_requested(tx, self.run_id)):
+                self.fire()
+                return
+
+    async def close(self) -> None:
+        """Stop watching."""
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _cancel_requested(tx: direct.Tx, run_id: str) -> bool:
+    found = tx.conn.execute(
+        select(records.RUNS.c.cancel_requested).where(records.RUNS.c.id == run_id)
+    ).scalar()
+    return found is None or bool(found)
+
+
+# --- history ----------------------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """The thread's conversation for one execution: the SDK session, and how it is written."""
+
+    session: Session
+    buffered: HistoryBuffer | None  # SQL: written with the outcome; else the SDK writes it
+
+    @property
+    def pending(self) -> tuple[str, list[Any]] | None:
+        """The buffered items to write with the outcome (SQL backend)."""
+        if self.buffered is None:
+            return None
+        return (self.buffered.session_id, self.buffered.pending)
+
+    async def forget_turn(self, refused: str | list[TResponseInputItem]) -> None:
+        """Drop a refused input from the history (the SDK saves input before its guardrails
+        finish, so a refused message would otherwise reach the model next turn)."""
+        if self.buffered is not None:
+            await self.buffered.clear_session()
+            return
+        count = 1 if isinstance(refused, str) else len(refused)
+        for _ in range(count):
+            if await self.session.pop_item() is None:
+                return
+
+
+async def open_history(run: Run, *, owner: str, fresh: bool, taken_over: bool) -> History:
+    """The run's thread history: buffered on the SQL backend, else the backend's own session."""
+    assert run.thread_id is not None
+    sid = session_key(run.tenant_id, run.thread_id)
+    if get_settings().session_backend == "sql":
+        stored = [] if fresh else await direct.read(lambda tx: read_history(tx.conn, sid))
+        buffer = HistoryBuffer(sid, stored)
+        return History(session=buffer, buffered=buffer)
+    session = build_session(run.tenant_id, run.thread_id)
+    # The SDK writes this backend as the run goes: remember where the run started, and trim
+    # back to it when taking over from a dead executor.
+    items = await session.get_items()
+    if taken_over and run.history_start is not None:
+        for _ in range(max(0, len(items) - run.history_start)):
+            await session.pop_item()
+    elif run.history_start is None:
+        length = len(items)
+        await direct.write(
+            lambda tx: records.record_history_start(tx, run.id, owner=owner, length=length)
+        )
+    return History(session=session, buffered=None)
+
+
+# --- the execution ---------------------------------------------------------------------------
+
+
+@dataclass
+class Execution:
+    """One execution of a held run on this instance: its log, lease, cancel watch, history."""
+
+    run: Run
+    owner: str
+    live: LiveRun
+    log: EventLog
+    lease: Lease
+    cancel: CancelWatch
+    partial: list[str] = field(default_factory=list)
+    last_agent: str = ""
+
+
+async def execute(
+    run: Run,
+    *,
+    owner: str,
+    live: LiveRun,
+    wakes: Subscription,
+    next_seq: int,
+    fresh_thread: bool = False,
+    taken_over: bool = False,
+    maybe_resumed: bool = True,
+) -> Outcome:
+    """Take a run this instance holds (running, leased to `owner`) to its outcome.
+
+    `next_seq` continues the run's event log; `wakes` is the run's notification subscription,
+    opened before the run became cancellable. With `maybe_resumed`, a stored pause is looked
+    for (runs handed over by the queue may be continuing after a review).
+    """
+    lease = Lease(run.id, owner)
+    cancel = CancelWatch(run.id, wakes)
+    lease.on_lost.append(cancel.fire)
+    ex = Execution(run, owner, live, EventLog(live, next_seq=next_seq), lease, cancel)
+    ex.last_agent = run.agent
+    lease.start()
+    try:
+        outcome = await _execute(
+            ex, fresh_thread=fresh_thread, taken_over=taken_over, maybe_resumed=maybe_resumed
+        )
+    except BaseException:
+        # Give the lease up at once, so a redelivery or the sweeper need not wait it out.
+        await lease.stop()
+        with suppress(Exception):
+            await direct.write(partial(records.release_lease, run_id=run.id, owner=owner))
+        raise
+    finally:
+        await cancel.close()
+        await lease.stop()
+    if outcome.usage.get("total_tokens"):
+        await record_tokens(run.tenant_id, outcome.usage["total_tokens"])
+    drain_soon()
+    return outcome
+
+
+async def _execute(
+    ex: Execution, *, fresh_thread: bool, taken_over: bool, maybe_resumed: bool
+) -> Outcome:
+    run = ex.run
+    assert run.thread_id is not None
+    # The stores failing here (history, pause) is the infrastructure's, not the run's: raised,
+    # so the queue redelivers the message (and finally dead-letters it).
+    history = await open_history(run, owner=ex.owner, fresh=fresh_thread, taken_over=taken_over)
+    resumed = await direct.read(lambda tx: reviews.load_resumed(tx, run)) if maybe_resumed else None
+    try:
+        if resumed is not None and resumed.pause.kind == "output":
+            answer = reviews.released_answer(resumed)
+            await history.session.add_items([{"role": "assistant", "content": answer}])
+            return await _end(ex, history, "success", output=answer, last_agent=resumed.pause.agent)
+        agent = get_agent(run.agent)
+        context = RunContext(run.tenant_id, run.user_id or "", run.thread_id, run.id)
+        given: Any
+        if resumed is not None:
+            given = await reviews.resumed_state(resumed, agent, context)
+        else:
+            given = run_input(run)
+            new_items = [{"role": "user", "content": given}] if isinstance(given, str) else given
+            known = await history.session.get_items(limit=get_settings().history_limit)
+            ex.log.emit("values", {"messages": to_messages([*known, *new_items])})
+    except Exception as exc:
+        log.exception("run %s could not start", run.id)
+        failure = failure_of(exc)
+        return await _end(ex, None, failure.status, error=failure.error, cause=failure.cause)
+    result = Runner.run_streamed(
+        agent,
+        given,
+        session=history.session,
+        context=context,
+        run_config=run_config(),
+        max_turns=max_turns(run),
+    )
+    ex.cancel.attach(result)
+    try:
+        async with asyncio.timeout(get_settings().run_timeout_seconds):
+            async for event in result.stream_events():
+                if isinstance(event, AgentUpdatedStreamEvent):
+                    ex.last_agent = event.new_agent.name
+                for name, data in run_events_of(event, ex.last_agent):
+                    token = token_of(name, data)
+                    if token is not None:
+                        ex.partial.append(token)
+                    ex.log.emit(name, data)
+    except TimeoutError:
+        result.cancel("immediate")
+        return await _end(
+            ex,
+            history,
+            "timeout",
+            error=TIMED_OUT,
+            cause="timeout",
+            usage=usage_of(result.context_wrapper.usage),
+            partial=True,
+        )
+    except OutputGuardrailTripwireTriggered as exc:
+        held = exc.guardrail_result
+        usage = usage_of(result.context_wrapper.usage)
+        if reviews.holds_for_review(held.output.output_info):
+            reason = str(held.output.output_info.get("reason") or held.guardrail.get_name())
+            pause = reviews.output_pause(
+                run, agent=held.agent.name, output=str(held.agent_output), reason=reason
+            )
+            return await _pause(ex, history, pause, usage)
+        failure = failure_of(exc)
+        return await _end(
+            ex,
+            history,
+            failure.status,
+            error=failure.error,
+            cause=failure.cause,
+            guardrail=failure.guardrail,
+            usage=usage,
+            partial=True,
+        )
+    except InputGuardrailTripwireTriggered as exc:
+        failure = failure_of(exc)
+        await history.forget_turn(run_input(run))
+        return await _end(
+            ex,
+            history,
+            failure.status,
+            error=failure.error,
+            cause=failure.cause,
+            guardrail=failure.guardrail,
+            usage=usage_of(result.context_wrapper.usage),
+            redact=True,
+        )
+    except Exception as exc:
+        failure = failure_of(exc)
+        if failure.cause == "failed":
+            log.exception("run %s failed", run.id)
+        return await _end(
+            ex,
+            history,
+            failure.status,
+            error=failure.error,
+            cause=failure.cause,
+            usage=usage_of(result.context_wrapper.usage),
+            partial=True,
+        )
+    usage = usage_of(result.context_wrapper.usage)
+    if ex.lease.lost:
+        return await _lost(ex)
+    if ex.cancel.cancelled:
+        return await _end(
+            ex,
+            history,
+            "interrupted",
+            error=records.CANCELLED,
+            cause="cancelled",
+            usage=usage,
+            partial=True,
+        )
+    if result.interruptions:
+        return await _pause(ex, history, reviews.tool_pause(run, result), usage)
+    return await _end(
+        ex,
+        history,
+        "success",
+        output=str(result.final_output),
+        last_agent=result.last_agent.name,
+        usage=usage,
+    )
+
+
+async def _closing(ex: Execution, history: History | None) -> tuple[list[EventRow], list[Any]]:
+    """The events still to store, and the thread's items now (for the final `values`)."""
+    pending = await ex.log.drain()
+    items = await history.session.get_items() if history is not None else []
+    return pending, items
+
+
+async def _end(
+    ex: Execution,
+    history: History | None,
+    status: str,
+    *,
+    output: str | None = None,
+    error: str | None = None,
+    cause: str | None = None,
+    guardrail: str | None = None,
+    last_agent: str | None = None,
+    usage: dict[str, int] | None = None,
+    partial: bool = False,
+    redact: bool = False,
+) -> Outcome:
+    """Write the run's outcome in one transaction and show its closing events here."""
+    if partial and output is None:
+        output = "".join(ex.partial)
+    pending, items = await _closing(ex, history)
+    values = ex.log.stage("values", {"messages": to_messages(items)})
+    ending = Ending(
+        output=output if output is not None else "",
+        last_agent=last_agent or ex.last_agent,
+        usage=usage or {},
+        events=[*pending, values],
+        next_seq=ex.log.next_seq,
+        history_len=len(items) if history is not None else None,
+        history=history.pending if history is not None else None,
+        redact_input=REFUSED_INPUT if redact else None,
+    )
+    run = ex.run
+    try:
+        rows = await direct.write(
+            lambda tx: records.end_run(
+                tx,
+                run,
+                from_status="running",
+                status=status,
+                error=error,
+                held_by=ex.owner,
+                ending=ending,
+            )
+        )
+    except NotOurs:
+        return await _lost(ex)
+    ex.log.push_closing([r for r in rows if r[0] >= values[0]])
+    return Outcome(
+        run_id=run.id,
+        thread_id=run.thread_id,
+        agent=run.agent,
+        status=status,
+        output=ending.output or "",
+        error=error,
+        cause=cause,
+        guardrail=guardrail,
+        last_agent=ending.last_agent or run.agent,
+        usage=ending.usage,
+    )
+
+
+async def _pause(
+    ex: Execution, history: History, pause: reviews.Pause, usage: dict[str, int]
+) -> Outcome:
+    """Stop the run for a human: the pause, its reviews and the turn so far, in one go."""
+    pending, items = await _closing(ex, history)
+    first_closing = ex.log.next_seq
+    ending = Ending(
+        usage=usage,
+        events=pending,
+        next_seq=first_closing,
+        history_len=len(items),
+        history=history.pending,
+    )
+    run = ex.run
+    messages = to_messages(items)
+    try:
+        rows = await direct.write(
+            lambda tx: reviews.stage_pause(
+                tx, run, pause, held_by=ex.owner, ending=ending, messages=messages
+            )
+        )
+    except NotOurs:
+        return await _lost(ex)
+    ex.log.push_closing([r for r in rows if r[0] >= first_closing])
+    return Outcome(
+        run_id=run.id,
+        thread_id=run.thread_id,
+        agent=run.agent,
+        status="interrupted",
+        cause="review",
+        last_agent=pause.pause.agent,
+        usage=usage,
+        reviews=[reviews.review_json(r) for r in pause.reviews],
+    )
+
+
+async def _lost(ex: Execution) -> Outcome:
+    """The run is no longer ours: report what it is now, write nothing."""
+    log.warning("run %s: outcome not recorded, the run is no longer %s's", ex.run.id, ex.owner)
+    await ex.log.drain()
+    current = await direct.read(lambda tx: records.load_run(tx, ex.run.id))
+    outcome = outcome_of(current) if current is not None else outcome_of(ex.run)
+    outcome.cause = "lost"
+    return outcome

@@ -1,0 +1,634 @@
+"""The run record: every state change of a run's lifecycle, as SQL units of one transaction.
+
+Each function here is a unit for shared/db/direct.py: it takes the transaction (`tx`), runs
+Core statements, announces what changed through shared/platform/notify.py, and raises to undo
+itself. Together they are the only writers of a run's `status`, lease and thread claim:
+
+    create_run ──► pending ──start_run──► running ──end_run──► success | error | timeout
+        │  (or straight to running,          │                    | interrupted
+        │   leased, when it runs here)       └──pause (reviews)──► interrupted (paused)
+        └────────────── end_run (cancelled before it started) ──►  interrupted
+
+Claims are compare-and-set UPDATEs (no locks, portable to SQLite, Postgres, CockroachDB):
+
+- a thread is held by one run at a time (`threads.active_run_id`); pending runs of a thread
+  take it in creation order (FIFO);
+- a running run is leased to one executor (`lease_owner`, `lease_expires_at`); only the lease
+  holder may write its outcome, so a run has exactly one, whatever redelivery or takeover does.
+
+Every transition also writes its run events (the replay log) and its outbox CloudEvent
+(`run.created`, `run.started`, then one terminal event with the run's webhook, if any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Table, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from shared.core.errors import Conflict, NotFound
+from shared.core.settings import get_settings
+from shared.db.direct import Tx
+from shared.db.models import Run, RunEvent, Thread, ThreadGrant, new_id, utcnow
+from shared.db.views import aware
+from shared.memory.sessions import clear_history, session_key, stage_history
+from shared.outbox import events as outbox
+from shared.outbox.webhooks import stage_run_end
+from shared.platform.notify import get_notifier
+
+Json = dict[str, Any]
+EventRow = tuple[int, str, Any]
+
+RUNS: Final[Table] = Run.__table__  # type: ignore[attr-defined]
+THREADS: Final[Table] = Thread.__table__  # type: ignore[attr-defined]
+EVENTS: Final[Table] = RunEvent.__table__  # type: ignore[attr-defined]
+GRANTS: Final[Table] = ThreadGrant.__table__  # type: ignore[attr-defined]
+
+TERMINAL: Final = frozenset({"success", "error", "timeout", "interrupted"})
+# Why a run ended without an answer, as recorded in `runs.error` (never internals).
+CANCELLED: Final = "cancelled"
+EXECUTOR_LOST: Final = "the instance executing the run stopped before it ended"
+
+
+def run_topic(run_id: str) -> str:
+    """The notification topic of a run (events stored, cancel requested, ended)."""
+    return f"run:{run_id}"
+
+
+def thread_topic(thread_id: str) -> str:
+    """The notification topic of a thread (freed for its next run)."""
+    return f"thread:{thread_id}"
+
+
+def lease_until(now: datetime | None = None) -> datetime:
+    """When a lease taken or renewed now lapses (ASCENT_RUN_LEASE_SECONDS from now)."""
+    return (now or utcnow()) + timedelta(seconds=get_settings().run_lease_seconds)
+
+
+def run_event_type(status: str, error: str | None) -> str:
+    """The CloudEvent type of a run that ended with this status (and error)."""
+    if status == "success":
+        return outbox.RUN_COMPLETED
+    if status == "interrupted":
+        return outbox.RUN_CANCELLED if error == CANCELLED else outbox.RUN_INTERRUPTED
+    return outbox.RUN_FAILED
+
+
+def run_event_data(
+    run_id: str, thread_id: str | None, agent: str, *, status: str, error: str | None = None
+) -> Json:
+    """The `data` of a `run.*` CloudEvent: ids, agent and the status the run moved to."""
+    data: Json = {"run_id": run_id, "thread_id": thread_id, "agent_id": agent, "status": status}
+    if error is not None:
+        data["error"] = error
+    return data
+
+
+def load_run(tx: Tx, run_id: str, *, tenant_id: str | None = None) -> Run | None:
+    """The run row (of the tenant, when given), or None."""
+    stmt = select(RUNS).where(RUNS.c.id == run_id)
+    if tenant_id is not None:
+        stmt = stmt.where(RUNS.c.tenant_id == tenant_id)
+    row = tx.conn.execute(stmt).mappings().first()
+    return _run(row) if row is not None else None
+
+
+def _run(row: Any) -> Run:
+    data = dict(row)
+    data["metadata_"] = data.pop("metadata", None)
+    return Run.model_validate(data)
+
+
+def last_seq(tx: Tx, run_id: str) -> int:
+    """The highest event seq stored for a run (0 when none)."""
+    found = tx.conn.execute(select(func.max(EVENTS.c.seq)).where(EVENTS.c.run_id == run_id))
+    return int(found.scalar() or 0)
+
+
+def append_events(tx: Tx, *, tenant_id: str, run_id: str, rows: Sequence[EventRow]) -> None:
+    """Store run events (the (run_id, seq) key refuses a second writer) and announce them."""
+    if not rows:
+        return
+    now = utcnow()
+    tx.conn.execute(
+        insert(EVENTS),
+        [
+            {
+                "run_id": run_id,
+                "seq": seq,
+                "tenant_id": tenant_id,
+                "event": name,
+                "data": data,
+                "created_at": now,
+            }
+            for seq, name, data in rows
+        ],
+    )
+    get_notifier().notify_in_tx(tx, run_topic(run_id), f"e:{rows[-1][0]}")
+
+
+# --- creating ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A validated run to create: what every entry point hands the engine."""
+
+    run_id: str
+    tenant_id: str
+    agent: str
+    input_text: str
+    entry_point: str
+    input_items: list[Json] | None = None
+    user_id: str | None = None  # who asked (a user, else an API key id): scopes memory
+    thread_id: str | None = None  # an existing thread; None creates one
+    thread_visible: ColumnElement[bool] | None = None  # the caller sees the thread (SQL)
+    create_missing_thread: bool = False  # `if_not_exists: create` for a given thread_id
+    new_thread_owner: str | None = None
+    new_thread_metadata: Json | None = None
+    metadata: Json = field(default_factory=dict)
+    config: Json = field(default_factory=dict)
+    webhook: str | None = None
+    on_completion: str = "keep"
+    on_disconnect: str = "cancel"
+    multitask_strategy: str = "reject"
+    stream_mode: list[str] | None = None
+    not_before: datetime | None = None
+    # Take the thread and the lease now, to execute on this instance (no queue round trip).
+    lease_owner: str | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    """What `create_run` did: the run's thread, and whether it already runs (leased)."""
+
+    run: Run
+    thread_created: bool
+    started: bool
+
+
+def create_run(tx: Tx, new: NewRun) -> Created:
+    """Insert the run (and its thread when new); claim the thread per the multitask strategy.
+
+    `reject` claims the thread now or raises Conflict (409); `enqueue` leaves the run pending
+    behind the thread's current run. With `lease_owner` (and no `not_before`), a run whose
+    thread is free starts at once, leased to that owner.
+    """
+    now = utcnow()
+    thread_id, thread_created = _thread_for(tx, new, now)
+    start_now = new.lease_owner is not None and new.not_before is None
+    held = False
+    if thread_created:
+        held = True  # inserted already held by this run (see _thread_for)
+    elif new.multitask_strategy == "reject" or start_now:
+        held = _claim_thread(tx, new.tenant_id, thread_id, new.run_id, queued_at=None)
+        if not held and new.multitask_strategy == "reject":
+            raise Conflict(
+                f"Thread {thread_id!r} is busy; retry later or use multitask_strategy 'enqueue'.",
+                thread_id=thread_id,
+            )
+    started = start_now and held
+    values: Json = {
+        "id": new.run_id,
+        "tenant_id": new.tenant_id,
+        "thread_id": thread_id,
+        "agent": new.agent,
+        "status": "running" if started else "pending",
+        "input": new.input_text,
+        "input_items": new.input_items,
+        "user_id": new.user_id,
+        "metadata": new.metadata,
+        "config": new.config,
+        "webhook": new.webhook,
+        "on_completion": new.on_completion,
+        "on_disconnect": new.on_disconnect,
+        "multitask_strategy": new.multitask_strategy,
+        "stream_mode": new.stream_mode,
+        "not_before": new.not_before,
+        "entry_point": new.entry_point,
+        "created_at": now,
+        "updated_at": now,
+        "cancel_requested": False,
+        "requests": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "total_tokens": 0,
+    }
+    if started:
+        values |= {
+            "started_at": now,
+            "lease_owner": new.lease_owner,
+            "lease_expires_at": lease_until(now),
+        }
+    tx.conn.execute(insert(RUNS), values)
+    append_events(
+        tx,
+        tenant_id=new.tenant_id,
+        run_id=new.run_id,
+        rows=[(1, "metadata", {"run_id": new.run_id, "thread_id": thread_id})],
+    )
+    data = run_event_data(new.run_id, thread_id, new.agent, status="pending")
+    outbox.stage_event(
+        tx.conn,
+        tenant_id=new.tenant_id,
+        type=outbox.RUN_CREATED,
+        subject=new.run_id,
+        data=data,
+        seq=1,
+    )
+    if started:
+        outbox.stage_event(
+            tx.conn,
+            tenant_id=new.tenant_id,
+            type=outbox.RUN_STARTED,
+            subject=new.run_id,
+            data=data | {"status": "running"},
+            seq=2,
+        )
+    run = _run({**values, "metadata": new.metadata})
+    return Created(run=run, thread_created=thread_created, started=started)
+
+
+def _thread_for(tx: Tx, new: NewRun, now: datetime) -> tuple[str, bool]:
+    """The run's thread id, and whether this unit created it (inserted already held)."""
+    if new.thread_id is None:
+        thread_id = _insert_thread(tx, new, now, thread_id=None)
+        return thread_id, True
+    found = tx.conn.execute(
+        select(THREADS.c.id, THREADS.c.tenant_id).where(THREADS.c.id == new.thread_id)
+    ).first()
+    if found is not None:
+        visible = found.tenant_id == new.tenant_id
+        if visible and new.thread_visible is not None:
+            visible = bool(
+                tx.conn.execute(
+                    select(exists().where(THREADS.c.id == new.thread_id, new.thread_visible))
+                ).scalar()
+            )
+        if not visible:
+            raise NotFound(f"No thread {new.thread_id!r}.")
+        return new.thread_id, False
+    if not new.create_missing_thread:
+        raise NotFound(f"No thread {new.thread_id!r}.")
+    return _insert_thread(tx, new, now, thread_id=new.thread_id), True
+
+
+def _insert_thread(tx: Tx, new: NewRun, now: datetime, *, thread_id: str | None) -> str:
+    chosen = thread_id or new_id()
+    holds = new.multitask_strategy == "reject" or new.lease_owner is not None
+    tx.conn.execute(
+        insert(THREADS),
+        {
+            "id": chosen,
+            "tenant_id": new.tenant_id,
+            "status": "busy" if holds else "idle",
+            "active_run_id": new.run_id if holds else None,
+            "metadata": new.new_thread_metadata or {},
+            "owner_id": new.new_thread_owner,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    return chosen
+
+
+def _earlier_pending(thread_id: str, run_id: str, queued_at: datetime | None) -> Any:
+    """A pending run of the thread queued before this one (or any other, without a time)."""
+    clause = and_(RUNS.c.thread_id == thread_id, RUNS.c.status == "pending", RUNS.c.id != run_id)
+    if queued_at is not None:
+        clause = and_(
+            clause,
+            or_(
+                RUNS.c.created_at < queued_at,
+                and_(RUNS.c.created_at == queued_at, RUNS.c.id < run_id),
+            ),
+        )
+    return exists(select(RUNS.c.id).where(clause))
+
+
+def _claim_thread(
+    tx: Tx, tenant_id: str, thread_id: str, run_id: str, *, queued_at: datetime | None
+) -> bool:
+    """Compare-and-set the thread to busy for `run_id`; False when another run holds it or
+    an earlier pending run is waiting (FIFO)."""
+    stmt = (
+        update(THREADS)
+        .where(
+            THREADS.c.id == thread_id,
+            THREADS.c.tenant_id == tenant_id,
+            # An interrupted thread stays held by its paused run until a review resumes it.
+            THREADS.c.status.not_in(("busy", "interrupted")),
+            ~_earlier_pending(thread_id, run_id, queued_at),
+        )
+        .values(status="busy", active_run_id=run_id, updated_at=utcnow())
+    )
+    return tx.conn.execute(stmt).rowcount == 1
+
+
+def release_thread(tx: Tx, *, tenant_id: str, thread_id: str, run_id: str, status: str) -> None:
+    """Give the thread up (only if `run_id` still holds it) and wake its waiting runs."""
+    freed = tx.conn.execute(
+        update(THREADS)
+        .where(
+            THREADS.c.id == thread_id,
+            THREADS.c.tenant_id == tenant_id,
+            THREADS.c.active_run_id == run_id,
+        )
+        .values(status=status, active_run_id=None, updated_at=utcnow())
+    ).rowcount
+    if freed:
+        get_notifier().notify_in_tx(tx, thread_topic(thread_id), "free")
+
+
+# --- starting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """What `start_run` found: `run` is set when the caller now holds it (running, leased);
+    `wait_until`/`busy` say why a pending run cannot start yet; otherwise it is not startable
+    (ended, or running elsewhere)."""
+
+    run: Run | None = None
+    busy: bool = False
+    wait_until: datetime | None = None
+    ended: str | None = None
+    next_seq: int = 1  # where the started run's event log continues
+
+
+def start_run(tx: Tx, run_id: str, *, owner: str, tenant_id: str | None = None) -> Start:
+    """Take a pending run: its thread (FIFO), then pending -> running leased to `owner`.
+
+    A pending run whose cancel was requested, or whose thread was deleted, ends here instead.
+    """
+    run = load_run(tx, run_id, tenant_id=tenant_id)
+    if run is None or run.status != "pending":
+        return Start(ended=run.status if run is not None else "missing")
+    if run.cancel_requested:
+        end_run(tx, run, from_status="pending", status="interrupted", error=CANCELLED)
+        return Start(ended="interrupted")
+    thread = (
+        tx.conn.execute(
+            select(THREADS.c.status, THREADS.c.active_run_id).where(THREADS.c.id == run.thread_id)
+        ).first()
+        if run.thread_id
+        else None
+    )
+    if thread is None:
+        end_run(tx, run, from_status="pending", status="error", error="thread deleted")
+        return Start(ended="error")
+    if run.not_before is not None and aware(run.not_before) > utcnow():
+        return Start(wait_until=aware(run.not_before))
+    held = thread.status == "busy" and thread.active_run_id == run.id
+    if not held:
+        assert run.thread_id is not None
+        held = _claim_thread(
+            tx, run.tenant_id, run.thread_id, run.id, queued_at=aware(run.created_at)
+        )
+    if not held:
+        return Start(busy=True)
+    now = utcnow()
+    started = tx.conn.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run.id, RUNS.c.status == "pending")
+        .values(
+            status="running",
+            started_at=now,
+            updated_at=now,
+            lease_owner=owner,
+            lease_expires_at=lease_until(now),
+        )
+    ).rowcount
+    if not started:
+        return Start(ended="changed")
+    outbox.stage_event(
+        tx.conn,
+        tenant_id=run.tenant_id,
+        type=outbox.RUN_STARTED,
+        subject=run.id,
+        data=run_event_data(run.id, run.thread_id, run.agent, status="running"),
+    )
+    run.status, run.lease_owner, run.started_at = "running", owner, now
+    return Start(run=run, next_seq=last_seq(tx, run.id) + 1)
+
+
+def take_over(tx: Tx, run_id: str, *, owner: str, tenant_id: str | None = None) -> Start:
+    """Claim a `running` run whose lease lapsed (its executor died); `run` None when none."""
+    now = utcnow()
+    stmt = (
+        update(RUNS)
+        .where(
+            RUNS.c.id == run_id,
+            RUNS.c.status == "running",
+            RUNS.c.lease_expires_at.is_not(None),
+            RUNS.c.lease_expires_at < now,
+        )
+        .values(lease_owner=owner, lease_expires_at=lease_until(now), updated_at=now)
+    )
+    if tenant_id is not None:
+        stmt = stmt.where(RUNS.c.tenant_id == tenant_id)
+    if tx.conn.execute(stmt).rowcount != 1:
+        return Start()
+    return Start(run=load_run(tx, run_id), next_seq=last_seq(tx, run_id) + 1)
+
+
+def renew_lease(tx: Tx, run_id: str, *, owner: str) -> bool:
+    """Extend a running run's lease; False when `owner` no longer holds it."""
+    return (
+        tx.conn.execute(
+            update(RUNS)
+            .where(RUNS.c.id == run_id, RUNS.c.status == "running", RUNS.c.lease_owner == owner)
+            .values(lease_expires_at=lease_until())
+        ).rowcount
+        == 1
+    )
+
+
+def release_lease(tx: Tx, run_id: str, *, owner: str) -> None:
+    """Let `owner`'s lease lapse now (its execution failed): the next delivery takes over."""
+    tx.conn.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.status == "running", RUNS.c.lease_owner == owner)
+        .values(lease_expires_at=utcnow())
+    )
+
+
+def record_history_start(tx: Tx, run_id: str, *, owner: str, length: int) -> None:
+    """Remember the thread's history length when the run started (a takeover trims to it)."""
+    tx.conn.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.lease_owner == owner, RUNS.c.history_start.is_(None))
+        .values(history_start=length)
+    )
+
+
+# --- ending ------------------------------------------------------------------------------------
+
+
+class NotOurs(Exception):
+    """The run is no longer this executor's (its lease lapsed and was taken over, or it ended):
+    its outcome was not written."""
+
+
+@dataclass
+class Ending:
+    """What ends a run besides its status: answer, usage, events, and the history to keep."""
+
+    output: str | None = None
+    last_agent: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    events: list[EventRow] = field(default_factory=list)
+    # The seq of the first closing event (`error`, `end`): the executor knows it; else read.
+    next_seq: int | None = None
+    history_len: int | None = None
+    # Conversation items to append in this transaction (write-behind SQL sessions).
+    history: tuple[str, list[Any]] | None = None
+    # Replaces the stored input (input a guardrail refused must not be kept).
+    redact_input: str | None = None
+
+
+def end_run(
+    tx: Tx,
+    run: Run,
+    *,
+    from_status: str,
+    status: str,
+    error: str | None = None,
+    held_by: str | None = None,
+    ending: Ending | None = None,
+) -> list[EventRow]:
+    """End a run: its outcome, closing events, thread, history and terminal CloudEvent, at once.
+
+    A compare-and-set from `from_status` (and, with `held_by`, the lease owner): raises
+    NotOurs when the run moved meanwhile, so the whole unit is undone. Returns the events it
+    stored (the caller's, then `error` when failed, then `end`).
+    """
+    ending = ending or Ending()
+    now = utcnow()
+    stmt = update(RUNS).where(RUNS.c.id == run.id, RUNS.c.status == from_status)
+    if held_by is not None:
+        stmt = stmt.where(RUNS.c.lease_owner == held_by)
+    values: Json = {
+        "status": status,
+        "error": error,
+        "finished_at": now,
+        "updated_at": now,
+        "lease_expires_at": None,
+    }
+    if ending.output is not None:
+        values["output"] = ending.output
+    if ending.last_agent is not None:
+        values["last_agent"] = ending.last_agent
+    if ending.history_len is not None:
+        values["history_len"] = ending.history_len
+    if ending.redact_input is not None:
+        values |= {"input": ending.redact_input, "input_items": None}
+    values |= ending.usage
+    if tx.conn.execute(stmt.values(**values)).rowcount != 1:
+        raise NotOurs(run.id)
+    rows = list(ending.events)
+    seq = ending.next_seq if ending.next_seq is not None else last_seq(tx, run.id) + 1
+    if status == "error":
+        rows.append((seq, "error", {"error": "RunError", "message": error or "failed"}))
+        seq += 1
+    rows.append((seq, "end", {"run_id": run.id, "status": status}))
+    append_events(tx, tenant_id=run.tenant_id, run_id=run.id, rows=rows)
+    if ending.history is not None:
+        session_id, items = ending.history
+        stage_history(tx.conn, session_id, items)
+    if run.thread_id is not None:
+        release_thread(
+            tx,
+            tenant_id=run.tenant_id,
+            thread_id=run.thread_id,
+            run_id=run.id,
+            status="error" if status in ("error", "timeout") else "idle",
+        )
+    stage_run_end(
+        tx.conn,
+        tenant_id=run.tenant_id,
+        run_id=run.id,
+        type=run_event_type(status, error),
+        data=run_event_data(run.id, run.thread_id, run.agent, status=status, error=error),
+    )
+    if run.on_completion == "delete" and run.thread_id is not None:
+        detach_thread(tx, tenant_id=run.tenant_id, thread_id=run.thread_id)
+    get_notifier().notify_in_tx(tx, run_topic(run.id), "end")
+    run.status, run.error, run.finished_at = status, error, now
+    return rows
+
+
+def detach_thread(tx: Tx, *, tenant_id: str, thread_id: str) -> None:
+    """Delete a stateless run's thread, grants and SQL history; keep its runs (thread_id NULL).
+
+    In the outcome's transaction: a client that sees the run ended never finds the thread.
+    """
+    tx.conn.execute(
+        delete(GRANTS).where(GRANTS.c.tenant_id == tenant_id, GRANTS.c.thread_id == thread_id)
+    )
+    tx.conn.execute(
+        update(RUNS)
+        .where(RUNS.c.tenant_id == tenant_id, RUNS.c.thread_id == thread_id)
+        .values(thread_id=None)
+    )
+    tx.conn.execute(
+        delete(THREADS).where(THREADS.c.tenant_id == tenant_id, THREADS.c.id == thread_id)
+    )
+    clear_history(tx.conn, session_key(tenant_id, thread_id))
+
+
+def request_cancel(tx: Tx, *, tenant_id: str, run_id: str) -> Run | None:
+    """Flag a run for cancellation and tell its executor; a pending run ends here at once."""
+    flagged = tx.conn.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.tenant_id == tenant_id)
+        .values(cancel_requested=True, updated_at=utcnow())
+    ).rowcount
+    if not flagged:
+        return None
+    run = load_run(tx, run_id)
+    if run is not None and run.status == "pending":
+        end_run(tx, run, from_status="pending", status="interrupted", error=CANCELLED)
+    else:
+        get_notifier().notify_in_tx(tx, run_topic(run_id), "c")
+    return run
+
+
+def end_lapsed(tx: Tx, run_id: str, *, error: str) -> Run | None:
+    """End a `running` run whose lease lapsed without an executor taking it over."""
+    run = load_run(tx, run_id)
+    if run is None or run.status != "running" or run.lease_expires_at is None:
+        return None
+    if aware(run.lease_expires_at) >= utcnow():
+        return None
+    try:
+        end_run(
+            tx,
+            run,
+            from_status="running",
+            status="error",
+            error=error,
+            held_by=run.lease_owner,
+        )
+    except NotOurs:
+        return None
+    return run
+
+
+def expired_leases(tx: Tx, *, limit: int = 500) -> list[Run]:
+    """Running runs whose lease lapsed (their executor died), oldest lease first."""
+    rows = tx.conn.execute(
+        select(RUNS)
+        .where(
+            RUNS.c.status == "running",
+            RUNS.c.lease_expires_at.is_not(None),
+            RUNS.c.lease_expires_at < utcnow(),
+        )
+        .order_by(RUNS.c.lease_expires_at)
+        .limit(limit)
+    ).mappings()
+    return [_run(r) for r in rows]

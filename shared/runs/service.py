@@ -1,0 +1,387 @@
+"""Starting, continuing, cancelling and recovering runs: the operations every adapter calls.
+
+Where a run executes:
+
+- `run_here` (the simple route, `/runs/wait`, `/runs/stream`, OpenAI chat completions):
+  created, claimed and leased in one transaction, then executed on this instance, with no
+  queue round trip; the caller follows its live events or awaits its outcome. Leased like any
+  run, so the sweeper recovers it if this instance dies (see `sweep`).
+- `submit` (`POST /runs`, crons) and `resume` (after a review): created or set pending, then
+  handed to the `agent-runs` queue; `execute_message` runs it on whichever instance takes the
+  message (shared/runs/dispatch.py).
+
+Capacity. One instance executes at most ASCENT_MAX_IN_FLIGHT_RUNS runs at once, requests and
+queue messages together. A run waiting on its model holds no thread and no database connection
+(shared/db/direct.py), so the limit is memory, not the pool. A request past it waits up to
+ASCENT_RUN_SLOT_WAIT_SECONDS, then gets 503 with Retry-After; a queue message waits.
+The tenant's concurrent-run budget (shared/security/ratelimit.py) applies to runs executed
+inside requests.
+
+Recovery (`sweep`, run by the `sweep_leases` job). A run whose lease lapsed lost its executor.
+One executed inside a request (`lease_owner` starting `req:`) whose client asked to cancel on
+disconnect (`on_disconnect: cancel`, the default; always for the simple route and OpenAI)
+ended with its client: it is ended `error` (EXECUTOR_LOST), its thread freed, nothing of the
+unfinished turn kept. Every other one is handed to the queue and taken over: the new executor
+re-runs it from its start (or from its pause), with exactly one outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from functools import partial
+from typing import Final
+
+from shared.agents import get_agent
+from shared.core.errors import ServiceUnavailable
+from shared.core.settings import get_settings
+from shared.db import direct, repo
+from shared.db.engine import db_session
+from shared.db.models import Run, new_id, utcnow
+from shared.db.views import aware
+from shared.memory.sessions import build_session
+from shared.outbox.drain import drain_soon
+from shared.platform.notify import Subscription, get_notifier
+from shared.runs import dispatch, records
+from shared.runs.engine import Outcome, execute, outcome_of
+from shared.runs.live import LiveRun, register, unregister
+from shared.runs.records import EventRow, NewRun, thread_topic
+from shared.runs.watch import follow, wait_for_end, wake_timeout, watch
+from shared.security.auth import Principal
+from shared.security.ratelimit import check_token_budget, run_slot
+
+log = logging.getLogger(__name__)
+
+# Lease owners: an executor inside the request that created the run, or a queue consumer.
+ATTACHED: Final = "req:"
+QUEUED: Final = "q:"
+
+
+# --- capacity ------------------------------------------------------------------------------------
+
+
+class Capacity:
+    """This instance's in-flight runs, bounded by ASCENT_MAX_IN_FLIGHT_RUNS."""
+
+    def __init__(self, limit: int) -> None:
+        """Allow `limit` runs at once."""
+        self.limit = limit
+        self._free = asyncio.Semaphore(limit)
+        self.in_flight = 0
+
+    @asynccontextmanager
+    async def slot(self, *, wait: float | None) -> AsyncIterator[None]:
+        """Hold a slot; with `wait`, raise ServiceUnavailable (503) after that many seconds."""
+        try:
+            async with asyncio.timeout(wait):
+                await self._free.acquire()
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"This instance runs {self.limit} runs already; retry shortly.", retry_after=1
+            ) from None
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._free.release()
+
+    @property
+    def free(self) -> int:
+        """Slots free now."""
+        return self.limit - self.in_flight
+
+
+_CAPACITY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Capacity] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def capacity() -> Capacity:
+    """This event loop's capacity (one loop per worker process)."""
+    loop = asyncio.get_running_loop()
+    found = _CAPACITY.get(loop)
+    if found is None:
+        found = _CAPACITY[loop] = Capacity(get_settings().max_in_flight_runs)
+    return found
+
+
+# --- executing here --------------------------------------------------------------------------
+
+
+@dataclass
+class Handle:
+    """A run executing on this instance: follow its events, or await its outcome."""
+
+    run: Run
+    live: LiveRun
+    task: asyncio.Task[Outcome]
+
+    async def outcome(self) -> Outcome:
+        """Wait for the run to end here (a cancelled caller does not stop the run)."""
+        return await asyncio.shield(self.task)
+
+    def events(self, after: int = 0) -> AsyncIterator[EventRow | None]:
+        """The run's events after seq `after` as they come (None: keepalive), until `end`."""
+        return follow(tenant_id=self.run.tenant_id, run_id=self.run.id, after=after)
+
+
+async def run_here(new: NewRun, *, principal: Principal) -> Handle:
+    """Create a run and execute it on this instance (see the module docstring)."""
+    get_agent(new.agent)  # an unknown agent is 404 before anything is written
+    await check_token_budget(new.tenant_id)
+    owner = ATTACHED + new_id()
+    new = replace(new, lease_owner=owner)
+    stack = AsyncExitStack()
+    try:
+        await stack.enter_async_context(run_slot(principal))
+        wait = get_settings().run_slot_wait_seconds
+        await stack.enter_async_context(capacity().slot(wait=wait))
+        # Subscribed before the run exists, so no cancel of it can go unheard.
+        wakes = stack.enter_context(watch(new.run_id))
+        created = await direct.write(lambda tx: records.create_run(tx, new))
+    except BaseException:
+        await stack.aclose()
+        raise
+    run = created.run
+    live = LiveRun(
+        tenant_id=run.tenant_id,
+        run_id=run.id,
+        initial=[(1, "metadata", {"run_id": run.id, "thread_id": run.thread_id})],
+    )
+    register(live)
+
+    async def drive() -> Outcome:
+        try:
+            if created.started:
+                return await execute(
+                    run,
+                    owner=owner,
+                    live=live,
+                    wakes=wakes,
+                    next_seq=2,
+                    fresh_thread=created.thread_created,
+                    maybe_resumed=False,
+                )
+            return await _start_when_due(run, owner=owner, live=live, wakes=wakes)
+        except Exception as exc:
+            # A store failed under the run (no queue will retry it): end it, best effort.
+            log.exception("run %s failed", run.id)
+            return await _fail_here(run, owner, type(exc).__name__)
+        finally:
+            unregister(live)
+            await stack.aclose()
+
+    task = dispatch.spawn(drive())
+    return Handle(run, live, task)
+
+
+async def _start_when_due(run: Run, *, owner: str, live: LiveRun, wakes: Subscription) -> Outcome:
+    """Wait for a pending run's turn on its thread (FIFO) or its `not_before`, then execute."""
+    assert run.thread_id is not None
+    notifier = get_notifier()
+    with notifier.subscribe(thread_topic(run.thread_id)) as freed:
+        start_it = partial(records.start_run, run_id=run.id, owner=owner)
+        reload = partial(records.load_run, run_id=run.id)
+        while True:
+            start = await direct.write(start_it)
+            if start.run is not None:
+                return await execute(
+                    start.run, owner=owner, live=live, wakes=wakes, next_seq=start.next_seq
+                )
+            if start.ended is not None:
+                found = await direct.read(reload)
+                return outcome_of(found if found is not None else run)
+            pause = wake_timeout() if notifier.channel else get_settings().run_poll_seconds
+            if start.wait_until is not None:
+                pause = min(pause, max(0.0, (start.wait_until - utcnow()).total_seconds()))
+            waiters = [
+                asyncio.ensure_future(freed.wait(pause)),
+                asyncio.ensure_future(wakes.wait(pause)),
+            ]
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+
+
+async def _fail_here(run: Run, owner: str, error: str) -> Outcome:
+    """End a run this instance held whose execution raised, and report it failed."""
+    try:
+        await direct.write(
+            partial(records.end_run, run=run, from_status="running", status="error", error=error)
+        )
+    except Exception:
+        log.exception("run %s: could not record its failure; the sweeper will", run.id)
+    outcome = outcome_of(run)
+    outcome.status, outcome.error, outcome.cause = "error", error, "failed"
+    return outcome
+
+
+# --- executing from the queue --------------------------------------------------------------------
+
+
+async def submit(new: NewRun) -> Run:
+    """Create a pending run and hand it to the queue (`POST /runs`, crons)."""
+    get_agent(new.agent)
+    await check_token_budget(new.tenant_id)
+    created = await direct.write(lambda tx: records.create_run(tx, new))
+    await enqueue(created.run)
+    return created.run
+
+
+async def enqueue(run: Run) -> None:
+    """Hand a pending run to an executor (the queue, or this instance when inline)."""
+    drain_soon()
+    await dispatch.enqueue_run(run, inline=execute_message)
+
+
+async def resume(run_ids: list[str]) -> None:
+    """Hand runs a review decision set pending again to an executor."""
+    for run_id in run_ids:
+        run = await direct.read(partial(records.load_run, run_id=run_id))
+        if run is not None and run.status == "pending":
+            await enqueue(run)
+
+
+async def execute_message(run_id: str, tenant_id: str) -> None:
+    """Execute the run a queue message names; a duplicate, or a run another executor holds or
+    finished, is acknowledged without a second execution (compare-and-set claims, leases)."""
+    owner = QUEUED + new_id()
+    async with capacity().slot(wait=None):
+        with watch(run_id) as wakes:
+            taken = await direct.write(
+                lambda tx: records.take_over(tx, run_id, owner=owner, tenant_id=tenant_id)
+            )
+            live = LiveRun(tenant_id=tenant_id, run_id=run_id, initial=[])
+            register(live)
+            try:
+                if taken.run is not None:
+                    log.warning("run %s: lease lapsed, taken over by %s", run_id, owner)
+                    await execute(
+                        taken.run,
+                        owner=owner,
+                        live=live,
+                        wakes=wakes,
+                        next_seq=taken.next_seq,
+                        taken_over=True,
+                    )
+                    return
+                found = await direct.read(lambda tx: records.load_run(tx, run_id))
+                if found is None or found.tenant_id != tenant_id:
+                    if found is not None:
+                        log.warning("run message for %s names another tenant; ignored", run_id)
+                    return
+                if found.status == "pending":
+                    await _start_when_due(found, owner=owner, live=live, wakes=wakes)
+            finally:
+                unregister(live)
+
+
+async def fail_dead_lettered(run_id: str, *, tenant_id: str, reason: str) -> bool:
+    """End a run `error` because its message was dead-lettered; False when left alone.
+
+    Only a pending run, or a running run whose lease lapsed (nobody executes it), is ended; a
+    finished run, or one a live executor holds, keeps its course.
+    """
+
+    def unit(tx: direct.Tx) -> bool:
+        run = records.load_run(tx, run_id, tenant_id=tenant_id)
+        if run is None:
+            return False
+        if run.status == "pending":
+            records.end_run(tx, run, from_status="pending", status="error", error=reason)
+            return True
+        return records.end_lapsed(tx, run_id, error=reason) is not None
+
+    failed = await direct.write(unit)
+    if failed:
+        drain_soon()
+    return failed
+
+
+# --- cancelling, waiting -------------------------------------------------------------------------
+
+
+async def cancel(tenant_id: str, run_id: str) -> Run | None:
+    """Request a run's cancellation: a pending run ends now, a running one as soon as its
+    executor hears of it (pushed to it on any instance)."""
+    found = await direct.write(
+        lambda tx: records.request_cancel(tx, tenant_id=tenant_id, run_id=run_id)
+    )
+    drain_soon()
+    return found
+
+
+async def wait(tenant_id: str, run_id: str, *, within: float | None = None) -> str | None:
+    """Wait until the run is no longer pending or running (woken by pushes); its status."""
+    limit = get_settings().run_wait_seconds if within is None else within
+    return await wait_for_end(tenant_id=tenant_id, run_id=run_id, within=limit)
+
+
+async def delete_thread(tenant_id: str, thread_id: str) -> None:
+    """Delete a thread with its conversation, grants, runs and their events."""
+    await build_session(tenant_id, thread_id).clear_session()
+    async with db_session() as db:
+        await repo.delete_thread(session=db, tenant_id=tenant_id, thread_id=thread_id)
+        await db.commit()
+
+
+# --- recovery ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did: runs re-enqueued after their executor died, runs ended because their
+    client went with it, and stale pending runs re-enqueued."""
+
+    expired: list[str]
+    ended: list[str]
+    stale_pending: list[str]
+
+
+async def sweep() -> SweepReport:
+    """Find stranded runs and recover each once (see the module docstring)."""
+    settings = get_settings()
+    older_than = utcnow() - timedelta(seconds=settings.sweep_pending_after_seconds)
+    lapsed = await direct.read(lambda tx: records.expired_leases(tx))
+    async with db_session() as db:
+        waiting = list(await repo.stale_pending_runs(session=db, older_than=older_than))
+    expired: list[str] = []
+    ended: list[str] = []
+    stale: list[str] = []
+    for run in lapsed:
+        attached = (run.lease_owner or "").startswith(ATTACHED)
+        if attached and run.on_disconnect != "continue":
+            run_id = run.id
+            done = await direct.write(
+                partial(records.end_lapsed, run_id=run_id, error=records.EXECUTOR_LOST)
+            )
+            if done is not None:
+                ended.append(run.id)
+            continue
+        if await _touch(run):
+            expired.append(run.id)
+            await enqueue(run)
+    for run in waiting:
+        if run.not_before is not None and aware(run.not_before) > utcnow():
+            continue
+        if await _touch(run):
+            stale.append(run.id)
+            await enqueue(run)
+    if ended:
+        drain_soon()
+    return SweepReport(expired=expired, ended=ended, stale_pending=stale)
+
+
+async def _touch(run: Run) -> bool:
+    """Compare-and-set the run's updated_at, so concurrent sweepers recover it once."""
+    async with db_session() as db:
+        if not await repo.touch_run(session=db, run_id=run.id, seen=run.updated_at):
+            return False
+        await db.commit()
+    return True
