@@ -8,8 +8,10 @@ a free port, rate limits off) and, on each, measures side by side:
   with a `pending` run; the dispatcher (shared/runs/dispatch.py) puts a message on `agent-runs`,
   the dev host's queue driver (local/queue_host.py) receives it and runs the
   queue-triggered function, which executes the run; the client then waits until the run is
-  visible as `success` (`GET /api/runs/{id}/wait` by default, which polls the database every
-  ASCENT_RUN_POLL_SECONDS (0.1 s) on the server; or `--poll-interval S`: the client polls
+  visible as `success` (`GET /api/runs/{id}/wait` by default, woken when the run ends: on one
+  dev host the run executes in the same process, so the wake is in-process (shared/runs/
+  watch.py; other instances would hear through LISTEN/NOTIFY or Redis, or poll every
+  ASCENT_RUN_POLL_SECONDS where neither exists); or `--poll-interval S`: the client polls
   `GET /api/runs/{id}`). A run counts when its success is visible to the client, so each
   figure is the whole path: accept, enqueue, receive, execute, settle, observe.
 - **sync**: the same count of runs through `POST /api/agents/assistant/runs` (a new thread per
@@ -28,7 +30,8 @@ whole bench keeps to a time budget (default 130 s of loads, < 2.5 min in all): a
 would start after it is skipped. Nothing about timing is asserted; failed runs are counted
 and shown next to their figure; a load with more than 10 % failures aborts. Compare ratios,
 and absolute figures only within one run: the client shares the machine with the host (and
-Azurite), and the background figures include the wait's polling granularity.
+Azurite), and with `--poll-interval` the background figures include the client's polling
+granularity.
 """
 
 from __future__ import annotations

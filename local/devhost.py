@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from shared.api.openapi import app_functions
 from shared.core.settings import Settings, get_settings
 from shared.core.telemetry import install_redaction
 from shared.db import repo
@@ -63,7 +64,7 @@ def route_path(prefix: str, template: str) -> str:
 def http_routes(app: func.FunctionApp, prefix: str) -> list[Route]:
     """One Starlette route per HTTP function of the app, calling the real user function."""
     routes: list[Route] = []
-    for function in app.get_functions():
+    for function in app_functions(app):
         trigger: Any = function.get_trigger()
         if trigger is None or trigger.get_binding_name() != "httpTrigger":
             continue
@@ -109,7 +110,6 @@ def build_asgi(*, queues: bool = False) -> Starlette:
     if not queues:
         return Starlette(routes=routes)
     from local.queue_host import QueueHost, queue_triggers
-    from shared.api.openapi import app_functions
     from shared.platform.queues import close_queue_backend
 
     queue_host = QueueHost(queue_triggers(app_functions(app)))

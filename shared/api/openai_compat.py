@@ -61,20 +61,18 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from agents.items import TResponseInputItem
 from fastapi import Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy.exc import IntegrityError
 
 from shared.agents import CATALOG, get_agent
 from shared.api.simple import raise_for_failure
 from shared.core.errors import AscentError, NotFound
 from shared.core.settings import get_settings
-from shared.db import repo
-from shared.db.engine import db_session
 from shared.db.models import new_id
 from shared.runs import service
 from shared.runs.dispatch import spawn
@@ -327,44 +325,31 @@ def user_thread_id(tenant_id: str, user: str, *, principal_user: str | None = No
     return str(uuid.uuid5(USER_THREADS, json.dumps([tenant_id, principal_user, user])))
 
 
-async def resolve_thread(
+@dataclass(frozen=True)
+class ThreadChoice:
+    """The thread a request continues: an existing one (the header), a per-user one created on
+    first use, or none (stateless)."""
+
+    thread_id: str | None
+    create: bool = False
+    user: str | None = None
+
+
+def resolve_thread(
     *, principal: Principal, thread_header: str | None, user: str | None
-) -> str | None:
-    """The thread a request continues (see the module docstring), or None when stateless."""
-    tenant = principal.tenant_id
+) -> ThreadChoice:
+    """Which thread a request continues (see the module docstring). Whether the caller sees it
+    is checked when the run is created, in the same transaction (404 like a missing thread)."""
     if thread_header is not None and thread_header.strip():
         raw = thread_header.strip()
         try:
-            thread_id = str(uuid.UUID(raw))
+            return ThreadChoice(str(uuid.UUID(raw)))
         except ValueError:
             raise NotFound(f"No thread {raw[:64]!r}.") from None
-        async with db_session() as db:
-            if await thread_access.find_thread(db, principal, thread_id) is None:
-                raise NotFound(f"No thread {thread_id!r}.")
-        return thread_id
     if user is None:
-        return None
-    thread_id = user_thread_id(tenant, user, principal_user=principal.user_id)
-    async with db_session() as db:
-        existing = await repo.get_thread(session=db, tenant_id=tenant, thread_id=thread_id)
-        if existing is not None:
-            if not await thread_access.can_see(db, principal, existing):
-                raise NotFound(f"No thread {thread_id!r}.")
-            return thread_id
-        try:
-            await repo.create_thread(
-                session=db,
-                tenant_id=tenant,
-                thread_id=thread_id,
-                metadata={"openai_user": user},
-                owner_id=thread_access.owner_for(principal),
-            )
-            await db.commit()
-        except IntegrityError:
-            await db.rollback()  # a concurrent first request created it: that is the one
-            if await thread_access.find_thread(db, principal, thread_id) is None:
-                raise NotFound(f"No thread {thread_id!r}.") from None
-    return thread_id
+        return ThreadChoice(None)
+    thread_id = user_thread_id(principal.tenant_id, user, principal_user=principal.user_id)
+    return ThreadChoice(thread_id, create=True, user=user)
 
 
 # --- completions --------------------------------------------------------------------------
@@ -430,9 +415,8 @@ async def chat_completions(
 ) -> Response:
     """Answer a chat completions request: JSON, or SSE when `stream` is true."""
     get_agent(body.model)  # unknown model: 404 before anything is written
-    thread_id = await resolve_thread(
-        principal=principal, thread_header=thread_header, user=body.user
-    )
+    choice = resolve_thread(principal=principal, thread_header=thread_header, user=body.user)
+    thread_id = choice.thread_id
     stateless = thread_id is None
     new = NewRun(
         run_id=new_id(),
@@ -444,8 +428,15 @@ async def chat_completions(
         user_id=principal.user_id or principal.key_id,
         thread_id=thread_id,
         thread_visible=thread_access.thread_visible(principal),
+        create_missing_thread=choice.create,
         new_thread_owner=thread_access.owner_for(principal),
-        new_thread_metadata={"source": "openai", "stateless": True} if stateless else None,
+        new_thread_metadata=(
+            {"source": "openai", "stateless": True}
+            if stateless
+            else {"openai_user": choice.user}
+            if choice.user is not None
+            else None
+        ),
         # A stateless request remembers nothing: its scratch thread goes when the run ends.
         on_completion="delete" if stateless else "keep",
     )

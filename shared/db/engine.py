@@ -1,4 +1,12 @@
-"""The process-wide async engine, built lazily from settings and shared with the SDK session."""
+"""The process-wide async engine, built lazily from settings and shared with the SDK session.
+
+It serves everything but the run engine's hot path, which reads and writes through
+shared/db/direct.py (one batched writer; on SQLite the process's only frequent writer). On
+SQLite its transactions begin DEFERRED, as the driver does: readers never block the writer and
+a transaction that only reads never fails. One that reads, then writes, while another
+connection commits in between gets "database is locked" (SQLite cannot upgrade a stale
+snapshot); the paths that write concurrently go through the direct writer for that reason.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +25,6 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # No driver-managed transactions: `_begin_immediate` opens each one (SQLAlchemy's documented
-    # recipe for the sqlite drivers), so SAVEPOINTs nest and nothing begins DEFERRED.
-    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
@@ -39,21 +44,12 @@ def build_engine(url: str) -> AsyncEngine:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, pool_size=20, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
-        event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     size = get_settings().db_pool_size
     engine = create_async_engine(url, pool_size=size, max_overflow=size, pool_pre_ping=True)
     if get_settings().database_auth == "entra":
         event.listen(engine.sync_engine, "do_connect", entra_password)
     return engine
-
-
-def _begin_immediate(conn: Any) -> None:
-    # A transaction that reads, then writes, fails at once with "database is locked" when
-    # another connection wrote in between (SQLite cannot upgrade its stale snapshot); taking the
-    # write lock at BEGIN makes it wait its turn instead (busy timeout). The hot paths read and
-    # write through shared/db/direct.py; this engine serves the rest.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def entra_password(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:

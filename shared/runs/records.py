@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Table, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from shared.core.errors import Conflict, NotFound
@@ -258,6 +259,24 @@ def _thread_for(tx: Tx, new: NewRun, now: datetime) -> tuple[str, bool]:
     if new.thread_id is None:
         thread_id = _insert_thread(tx, new, now, thread_id=None)
         return thread_id, True
+    if _existing_thread(tx, new):
+        return new.thread_id, False
+    if not new.create_missing_thread:
+        raise NotFound(f"No thread {new.thread_id!r}.")
+    try:
+        with tx.conn.begin_nested():
+            return _insert_thread(tx, new, now, thread_id=new.thread_id), True
+    except IntegrityError:
+        # Created meanwhile by a concurrent first request (another instance): use that one.
+        if _existing_thread(tx, new):
+            return new.thread_id, False
+        raise NotFound(f"No thread {new.thread_id!r}.") from None
+
+
+def _existing_thread(tx: Tx, new: NewRun) -> bool:
+    """Whether the given thread exists and the caller sees it (NotFound when it is another
+    tenant's or user's: such ids answer exactly like missing ones)."""
+    assert new.thread_id is not None
     found = tx.conn.execute(
         select(THREADS.c.id, THREADS.c.tenant_id).where(THREADS.c.id == new.thread_id)
     ).first()
@@ -271,10 +290,8 @@ def _thread_for(tx: Tx, new: NewRun, now: datetime) -> tuple[str, bool]:
             )
         if not visible:
             raise NotFound(f"No thread {new.thread_id!r}.")
-        return new.thread_id, False
-    if not new.create_missing_thread:
-        raise NotFound(f"No thread {new.thread_id!r}.")
-    return _insert_thread(tx, new, now, thread_id=new.thread_id), True
+        return True
+    return False
 
 
 def _insert_thread(tx: Tx, new: NewRun, now: datetime, *, thread_id: str | None) -> str:

@@ -60,11 +60,11 @@ async def record(tenant_id: str, subject: str, type_: str, **data: Any) -> str:
     from shared.outbox.events import record_event
 
     async with db_session() as db:
-        row = await record_event(
+        event_id = await record_event(
             session=db, tenant_id=tenant_id, type=type_, subject=subject, data=dict(data)
         )
         await db.commit()
-    return row.id
+    return event_id
 
 
 async def until(check: Callable[[], Awaitable[bool]], *, seconds: float = 20.0) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from shared.outbox import events
-from shared.outbox.events import RUN_COMPLETED, RUN_CREATED, RUN_STARTED, drain
+from shared.outbox.drain import drain
+from shared.outbox.events import RUN_COMPLETED, RUN_CREATED, RUN_STARTED
 from tests.fakes.dapr_sidecar import FakeDaprSidecar, running_sidecar
 from tests.integration.events_support import record, tenant, until
 

@@ -9,8 +9,9 @@ import pytest
 from shared.db import repo
 from shared.db.engine import db_session
 from shared.db.models import Run
-from shared.outbox.events import RUN_COMPLETED, drain, record_event
-from shared.outbox.webhooks import WebhookRefused, check_target, list_deliveries
+from shared.outbox.drain import drain
+from shared.outbox.events import RUN_COMPLETED
+from shared.outbox.webhooks import WebhookRefused, check_target, list_deliveries, record_run_end
 from tests.integration.events_support import tenant
 
 __all__ = ["tenant"]
@@ -31,8 +32,8 @@ async def _finished_run_with_webhook(tenant_id: str, url: str) -> str:
         )
         db.add(run)
         await db.flush()
-        await record_event(
-            session=db, tenant_id=tenant_id, type=RUN_COMPLETED, subject=run.id, data={}
+        await record_run_end(
+            session=db, tenant_id=tenant_id, run_id=run.id, type=RUN_COMPLETED, data={}
         )
         await db.commit()
     return run.id

@@ -12,7 +12,7 @@ from shared.agents.memory_tools import user_namespace
 from shared.db.jobs_models import ThreadConsolidation
 from shared.db.models import utcnow
 from shared.memory import store as memory
-from shared.runs.engine import conversation_session
+from shared.memory.sessions import build_session
 from tests.integration import jobs_support as js
 
 job_db = js.job_db  # the fresh-database fixture
@@ -23,7 +23,7 @@ async def _idle_thread(tenant_id: str, user: str, name: str, *, idle_hours: floa
     moment = utcnow() - timedelta(hours=idle_hours)
     thread_id = await js.make_thread(tenant_id, updated_at=moment)
     await js.make_run(tenant_id, thread_id, created_at=moment, user_id=user)
-    await conversation_session(tenant_id, thread_id).add_items(
+    await build_session(tenant_id, thread_id).add_items(
         [
             {"role": "user", "content": f"Hi, my name is {name}"},
             {"role": "assistant", "content": f"Noted: your name is {name}."},

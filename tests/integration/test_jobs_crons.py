@@ -9,6 +9,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from aca_jobs.steps import STEP_PAUSE_ENV
+from shared.api import crons as cron_api
 from shared.db.engine import db_session
 from shared.db.jobs_models import Cron, CronFire
 from shared.db.models import Run, utcnow
@@ -24,8 +25,8 @@ async def _cron(
     tenant_id: str, schedule: str = "*/5 * * * *", *, now: datetime = T0, thread: str | None = None
 ) -> str:
     principal = Principal(tenant_id=tenant_id, key_id="key-1", user_id="u-1")
-    body = crons.CronCreate(schedule=schedule, agent_id="assistant", input="ping")
-    created = await crons.create_cron(principal, body, thread_id=thread, now=now)
+    body = cron_api.CronCreate(schedule=schedule, agent_id="assistant", input="ping")
+    created = await cron_api.create_cron(principal, body, thread_id=thread, now=now)
     return str(created["cron_id"])
 
 

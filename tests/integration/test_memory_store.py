@@ -298,8 +298,8 @@ class TestMemoryTools:
     async def test_assistant_recalls_across_threads_offline(self, new_tenant: NewTenant) -> None:
         """The catalog assistant on the offline model recalls in thread 2 what thread 1 saved."""
         from shared.agents import get_agent
+        from shared.memory.sessions import build_session
         from shared.platform.offline_model import OfflineModelProvider
-        from shared.runs.engine import conversation_session
 
         tenant = await new_tenant()
         who = RunContext(tenant_id=tenant, user_id="alice")
@@ -310,7 +310,7 @@ class TestMemoryTools:
             "Please remember that my favourite colour is blue",
             context=who,
             run_config=config,
-            session=conversation_session(tenant, f"{tenant}-thread-1"),
+            session=build_session(tenant, f"{tenant}-thread-1"),
         )
         assert str(first.final_output).startswith("Remembered")
         second = await Runner.run(
@@ -318,6 +318,6 @@ class TestMemoryTools:
             "Can you recall which color I like best?",
             context=who,
             run_config=config,
-            session=conversation_session(tenant, f"{tenant}-thread-2"),
+            session=build_session(tenant, f"{tenant}-thread-2"),
         )
         assert "favourite colour is blue" in str(second.final_output)

@@ -13,16 +13,18 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from local.queue_host import QueueListener, QueueTrigger, queue_triggers
 from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
-from shared.db.models import Run, RunEvent, utcnow
+from shared.db.models import Run, RunEvent, Thread, utcnow
+from shared.memory.sessions import build_session
 from shared.platform.queues import QueueOptions, get_queue_backend, reset_queue_backends
 from shared.runs.dispatch import RunMessage, send_run_message
-from shared.runs.engine import conversation_session, execute_run
+from shared.runs.service import execute_message
 from tests.queue_support import eventually
 
 pytestmark = pytest.mark.asyncio
@@ -87,7 +89,25 @@ async def end_events(run_id: str) -> int:
 async def history(run: Run) -> list[Any]:
     """The run's thread history (SDK items)."""
     assert run.thread_id is not None
-    return list(await conversation_session(run.tenant_id, run.thread_id).get_items())
+    return list(await build_session(run.tenant_id, run.thread_id).get_items())
+
+
+async def set_run(run_id: str, **values: Any) -> None:
+    """Put a run in a state directly (what an executor elsewhere, or a dead one, left)."""
+    async with db_session() as db:
+        await db.exec(update(Run).where(col(Run.id) == run_id).values(**values))
+        await db.commit()
+
+
+async def hold_thread(run: Run) -> None:
+    """Mark the run's thread busy with it (as its executor claimed it)."""
+    async with db_session() as db:
+        await db.exec(
+            update(Thread)
+            .where(col(Thread.id) == run.thread_id)
+            .values(status="busy", active_run_id=run.id)
+        )
+        await db.commit()
 
 
 def agent_runs_trigger() -> QueueTrigger:
@@ -135,54 +155,73 @@ async def test_same_message_delivered_twice_has_one_outcome(schema: None) -> Non
 async def test_two_workers_racing_on_one_run_have_one_outcome(schema: None) -> None:
     """Two executors started together on one run: one success, one end event."""
     run = await pending_run("race me")
-    await asyncio.gather(execute_run(run.id, tenant_id=TENANT), execute_run(run.id))
+    await asyncio.gather(execute_message(run.id, TENANT), execute_message(run.id, TENANT))
     assert (await reload(run.id)).status == "success"
     assert await end_events(run.id) == 1
     assert user_items(await history(run), "race me") == 1
 
 
-async def test_lapsed_lease_is_taken_over_and_history_trimmed(schema: None) -> None:
-    """A run left `running` by a dead worker (lease lapsed) finishes once on redelivery."""
+async def test_lapsed_lease_is_taken_over_and_finishes_once(schema: None) -> None:
+    """A run left `running` by a dead executor (lease lapsed) finishes once on redelivery; on
+    the SQL backend nothing of its unfinished turn was ever written, so the turn is there once."""
     run = await pending_run("take me over")
-    assert run.thread_id is not None
-    session = conversation_session(TENANT, run.thread_id)
-    # What the dead worker left: the run running under its lapsed lease, its input saved.
-    await session.add_items([{"role": "user", "content": "take me over"}])
-    async with db_session() as db:
-        await repo.transition_run(
-            session=db,
-            run_id=run.id,
-            from_status="pending",
-            status="running",
-            lease_owner="dead-worker",
-            lease_expires_at=utcnow() - timedelta(seconds=5),
-            history_start=0,
-        )
-        await repo.claim_thread(
-            session=db, tenant_id=TENANT, thread_id=run.thread_id, run_id=run.id, queued_at=None
-        )
-        await db.commit()
-    await execute_run(run.id, tenant_id=TENANT)
+    await hold_thread(run)
+    await set_run(
+        run.id,
+        status="running",
+        lease_owner="dead-worker",
+        lease_expires_at=utcnow() - timedelta(seconds=5),
+    )
+    await execute_message(run.id, TENANT)
     done = await reload(run.id)
     assert done.status == "success" and done.lease_owner != "dead-worker"
     assert await end_events(run.id) == 1
     assert user_items(await history(run), "take me over") == 1
 
 
+async def test_a_takeover_trims_what_a_dead_executor_wrote_to_redis(
+    schema: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a session backend the SDK writes as it goes (Redis), a takeover trims the history
+    back to where the run started, so the turn is there once."""
+    from shared.core.settings import get_settings
+    from shared.memory.sessions import close_clients
+
+    monkeypatch.setenv("SESSION_BACKEND", "redis")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    get_settings.cache_clear()
+    run = await pending_run("take me over")
+    assert run.thread_id is not None
+    session = build_session(TENANT, run.thread_id)
+    try:
+        # What the dead executor left: its input saved, the run running under a lapsed lease.
+        await session.add_items([{"role": "user", "content": "take me over"}])
+        await hold_thread(run)
+        await set_run(
+            run.id,
+            status="running",
+            lease_owner="dead-worker",
+            lease_expires_at=utcnow() - timedelta(seconds=5),
+            history_start=0,
+        )
+        await execute_message(run.id, TENANT)
+        assert (await reload(run.id)).status == "success"
+        assert user_items(await history(run), "take me over") == 1
+    finally:
+        await session.clear_session()
+        await close_clients()
+
+
 async def test_live_lease_makes_a_redelivery_a_no_op(schema: None) -> None:
     """A redelivered message for a run another worker holds under a live lease does nothing."""
     run = await pending_run("busy")
-    async with db_session() as db:
-        await repo.transition_run(
-            session=db,
-            run_id=run.id,
-            from_status="pending",
-            status="running",
-            lease_owner="live-worker",
-            lease_expires_at=utcnow() + timedelta(hours=1),
-        )
-        await db.commit()
-    await execute_run(run.id, tenant_id=TENANT)
+    await set_run(
+        run.id,
+        status="running",
+        lease_owner="live-worker",
+        lease_expires_at=utcnow() + timedelta(hours=1),
+    )
+    await execute_message(run.id, TENANT)
     still = await reload(run.id)
     assert (still.status, still.lease_owner) == ("running", "live-worker")
     assert await end_events(run.id) == 0
@@ -199,26 +238,13 @@ async def test_sweeper_reenqueues_lapsed_and_stale_pending_runs(
 
     get_settings.cache_clear()
     lapsed, stale, fresh = await pending_run("a"), await pending_run("b"), await pending_run("c")
-    async with db_session() as db:
-        await repo.transition_run(
-            session=db,
-            run_id=lapsed.id,
-            from_status="pending",
-            status="running",
-            lease_owner="dead",
-            lease_expires_at=utcnow() - timedelta(seconds=5),
-        )
-        await repo.transition_run(
-            session=db, run_id=stale.id, from_status="pending", status="pending"
-        )
-        await db.commit()
-    async with db_session() as db:
-        await db.exec(
-            Run.__table__.update()  # type: ignore[attr-defined]
-            .where(Run.__table__.c.id == stale.id)  # type: ignore[attr-defined]
-            .values(updated_at=utcnow() - timedelta(hours=1))
-        )
-        await db.commit()
+    await set_run(
+        lapsed.id,
+        status="running",
+        lease_owner="q:dead",
+        lease_expires_at=utcnow() - timedelta(seconds=5),
+    )
+    await set_run(stale.id, updated_at=utcnow() - timedelta(hours=1))
     report = await sweep()
     assert report.expired == [lapsed.id]
     assert report.stale_pending == [stale.id]
@@ -226,6 +252,33 @@ async def test_sweeper_reenqueues_lapsed_and_stale_pending_runs(
     assert await get_queue_backend().count("agent-runs") == 2
     # A second sweep right away sends nothing for the stale pending run.
     assert (await sweep()).stale_pending == []
+
+
+async def test_sweeper_ends_a_lapsed_run_whose_client_went_with_its_executor(
+    schema: None,
+) -> None:
+    """A run executed inside its request (lease owner `req:`, on_disconnect cancel) whose lease
+    lapsed is ended `error` with its thread freed, not re-run: its client is gone too."""
+    from aca_jobs.sweep_leases import sweep
+    from shared.runs.records import EXECUTOR_LOST
+
+    run = await pending_run("sync")
+    await hold_thread(run)
+    await set_run(
+        run.id,
+        status="running",
+        on_disconnect="cancel",
+        lease_owner="req:dead",
+        lease_expires_at=utcnow() - timedelta(seconds=5),
+    )
+    report = await sweep()
+    assert report.ended == [run.id] and report.expired == []
+    ended = await reload(run.id)
+    assert (ended.status, ended.error) == ("error", EXECUTOR_LOST)
+    async with db_session() as db:
+        thread = await db.get(Thread, run.thread_id)
+    assert thread is not None and (thread.status, thread.active_run_id) == ("error", None)
+    assert await get_queue_backend().count("agent-runs") == 0
 
 
 async def test_poison_trigger_marks_the_run_error(schema: None) -> None:

@@ -10,14 +10,14 @@ import pytest
 from sqlmodel import select
 
 from aca_jobs.purge_retention import purge
+from shared.api import crons as cron_api
 from shared.api import protocol
-from shared.db import repo
+from shared.db import direct, repo
 from shared.db.engine import db_session
 from shared.db.jobs_models import Cron, CronFire
 from shared.db.models import Run, Thread, ThreadGrant, utcnow
-from shared.outbox import events
-from shared.runs import crons
-from shared.runs.engine import delete_conversation
+from shared.outbox import drain
+from shared.runs import crons, records, service
 from shared.security import thread_access
 from shared.security.auth import Principal
 from tests.integration import jobs_support as js
@@ -31,7 +31,7 @@ YEARLY = "0 0 1 1 *"
 async def drained(job_db: js.JobDb) -> AsyncIterator[None]:
     """A fired run records events: their background outbox drain ends before the database."""
     yield
-    await events.wait_for_background_drain()
+    await drain.wait_for_background_drain()
 
 
 def user(tenant_id: str, user_id: str, *, admin: bool = False) -> Principal:
@@ -89,7 +89,7 @@ async def test_deleting_a_thread_deletes_its_grants(job_db: js.JobDb) -> None:
     tenant = await js.make_tenant()
     thread_id = await thread_of(tenant, "bob")
     await thread_access.grant(user(tenant, "bob"), thread_id, "alice")
-    await delete_conversation(tenant, thread_id, keep_runs=False)
+    await service.delete_thread(tenant, thread_id)
     assert await js.count(Thread, id=thread_id) == 0
     assert await js.count(ThreadGrant, thread_id=thread_id) == 0
 
@@ -100,7 +100,7 @@ async def test_detaching_a_stateless_thread_deletes_its_grants(job_db: js.JobDb)
     thread_id = await thread_of(tenant, "bob")
     run_id = await js.make_run(tenant, thread_id, created_at=utcnow())
     await thread_access.grant(user(tenant, "bob"), thread_id, "alice")
-    await delete_conversation(tenant, thread_id, keep_runs=True)
+    await direct.write(lambda tx: records.detach_thread(tx, tenant_id=tenant, thread_id=thread_id))
     assert await js.count(ThreadGrant, thread_id=thread_id) == 0
     assert await js.count(Run, id=run_id, thread_id=None) == 1
 
@@ -129,8 +129,8 @@ async def test_a_users_run_without_a_thread_stays_theirs(job_db: js.JobDb) -> No
 
 async def _fire_cron_of(principal: Principal, *, thread_id: str | None = None) -> str:
     """Create a yearly cron as `principal`, fire its first occurrence; return the cron id."""
-    body = crons.CronCreate(schedule=YEARLY, agent_id="assistant", input="ping")
-    created = await crons.create_cron(principal, body, thread_id=thread_id, now=T0)
+    body = cron_api.CronCreate(schedule=YEARLY, agent_id="assistant", input="ping")
+    created = await cron_api.create_cron(principal, body, thread_id=thread_id, now=T0)
     await crons.dispatch_due(now=datetime(2032, 1, 1, 0, 0, 30, tzinfo=UTC))
     return str(created["cron_id"])
 
@@ -164,8 +164,8 @@ async def test_a_cron_stops_when_its_user_loses_the_thread(job_db: js.JobDb) -> 
     tenant = await js.make_tenant()
     thread_id = await thread_of(tenant, "bob")
     await thread_access.grant(user(tenant, "bob"), thread_id, "alice")
-    body = crons.CronCreate(schedule=YEARLY, agent_id="assistant", input="ping")
-    created = await crons.create_cron(user(tenant, "alice"), body, thread_id=thread_id, now=T0)
+    body = cron_api.CronCreate(schedule=YEARLY, agent_id="assistant", input="ping")
+    created = await cron_api.create_cron(user(tenant, "alice"), body, thread_id=thread_id, now=T0)
     await thread_access.revoke(user(tenant, "bob"), thread_id, "alice")
     [fired] = await crons.dispatch_due(now=datetime(2032, 1, 1, 0, 0, 30, tzinfo=UTC))
     assert fired.cron_id == created["cron_id"] and fired.run_id is None
