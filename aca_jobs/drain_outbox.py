@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from shared.db.direct import aclose_direct
 from shared.db.engine import get_engine
 from shared.outbox.drain import drain
 from shared.outbox.events import DrainReport
@@ -27,6 +28,7 @@ def main() -> int:
             return await drain()
         finally:
             await get_engine().dispose()
+            await aclose_direct()
 
     report = asyncio.run(run())
     log.info(

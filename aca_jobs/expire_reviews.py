@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from shared.db.direct import aclose_direct
 from shared.db.engine import get_engine
 from shared.runs.reviews import expire_due_reviews
 
@@ -25,6 +26,7 @@ def main() -> int:
             return await expire_due_reviews()
         finally:
             await get_engine().dispose()
+            await aclose_direct()
 
     log.info("expired %d reviews", asyncio.run(run()))
     return 0

@@ -18,6 +18,7 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from shared.db.direct import aclose_direct
 from shared.db.engine import get_engine
 
 log = logging.getLogger("aca_jobs")
@@ -37,6 +38,7 @@ def run_job(body: Callable[[], Awaitable[object]]) -> int:
             await body()
         finally:
             await get_engine().dispose()
+            await aclose_direct()
 
     asyncio.run(main())
     return 0

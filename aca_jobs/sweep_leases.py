@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from shared.db.direct import close_direct
+from shared.db.direct import aclose_direct
 from shared.db.engine import get_engine
 from shared.platform.queues import close_queue_backend
 from shared.runs.dispatch import wait_for_background
@@ -46,7 +46,7 @@ def main() -> int:
         finally:
             await close_queue_backend()
             await get_engine().dispose()
-            close_direct()
+            await aclose_direct()
 
     report = asyncio.run(run())
     log.info(

@@ -34,8 +34,11 @@ from shared.api.openapi import app_functions
 from shared.core.settings import Settings, get_settings
 from shared.core.telemetry import install_redaction
 from shared.db import repo
+from shared.db.direct import aclose_direct
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
+from shared.platform.notify import close_notifier
+from shared.platform.queues import close_queue_backend
 from shared.security import auth
 
 log = logging.getLogger("ascent.devhost")
@@ -103,25 +106,30 @@ def build_asgi(*, queues: bool = False) -> Starlette:
     """The ASGI app serving every HTTP function of `function_app.app`.
 
     With `queues`, its lifespan also drives every queue-triggered function (local/queue_host.py).
+    Its shutdown closes what the run engine holds: the notification listener and the hot path's
+    database access.
     """
     from function_app import app
 
     routes = http_routes(app, read_route_prefix())
-    if not queues:
-        return Starlette(routes=routes)
-    from local.queue_host import QueueHost, queue_triggers
-    from shared.platform.queues import close_queue_backend
+    queue_host = None
+    if queues:
+        from local.queue_host import QueueHost, queue_triggers
 
-    queue_host = QueueHost(queue_triggers(app_functions(app)))
+        queue_host = QueueHost(queue_triggers(app_functions(app)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        queue_host.start()
+        if queue_host is not None:
+            queue_host.start()
         try:
             yield
         finally:
-            await queue_host.stop()
-            await close_queue_backend()
+            if queue_host is not None:
+                await queue_host.stop()
+                await close_queue_backend()
+            await close_notifier()
+            await aclose_direct()
 
     return Starlette(routes=routes, lifespan=lifespan)
 

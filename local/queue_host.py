@@ -5,7 +5,10 @@ For each `queueTrigger` function of the app it polls the function's queue per ho
 settings, as in Azure):
 
 - fetch up to `batchSize` messages, and fetch again when the in-flight count drops to
-  `newBatchThreshold`; when a queue is empty, back off exponentially up to `maxPollingInterval`;
+  `newBatchThreshold`, so up to batchSize + newBatchThreshold messages run at once (host.json:
+  32 + 968 = 1000, ASCENT_MAX_IN_FLIGHT_RUNS's default; runs wait on their model, not on a CPU,
+  so one instance holds many); never more than ASCENT_MAX_IN_FLIGHT_RUNS; when a queue is
+  empty, back off exponentially up to `maxPollingInterval`;
 - a received message is invisible for a lease (ASCENT_QUEUE_MESSAGE_LEASE_SECONDS, 10 minutes
   like the host's) renewed at half-time while the function runs; a killed process stops
   renewing, so its messages reappear after the lease, with a higher dequeue count;
@@ -116,9 +119,12 @@ class QueueListener:
         await self.backend.ensure_queue(queue)
         delay = MIN_POLLING_INTERVAL
         wake = watch_queue(queue)
+        # Fetch again once no more than this many run, so a batch never passes the cap.
+        limit = get_settings().max_in_flight_runs
+        threshold = min(self.options.new_batch_threshold, max(0, limit - self.options.batch_size))
         try:
             while True:
-                if len(self._in_flight) > self.options.new_batch_threshold:
+                if len(self._in_flight) > threshold:
                     await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:

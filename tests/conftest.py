@@ -81,6 +81,7 @@ async def settle_background_tasks(monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     monkeypatch.setattr(engine_module, "build_engine", tracking_build)
     yield
     # Long-lived listeners (notifications, the poll fallback) stop first: they never end alone.
+    from shared.db.direct import aclose_direct
     from shared.platform.notify import close_notifier
     from shared.runs.watch import close_pollers
 
@@ -95,6 +96,7 @@ async def settle_background_tasks(monkeypatch: pytest.MonkeyPatch) -> AsyncItera
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+    await aclose_direct()
     for engine in built:
         await engine.dispose()
 

@@ -20,7 +20,6 @@ from shared.core.errors import (
 )
 from shared.core.settings import get_settings
 from shared.core.telemetry import install_redaction
-from shared.db.engine import db_session
 from shared.security.auth import Principal
 
 log = logging.getLogger(__name__)
@@ -111,7 +110,6 @@ async def principal_of(req: Request) -> Principal:
     from shared.security.jwt_auth import authenticate_headers
     from shared.security.ratelimit import enforce_request_rate
 
-    async with db_session() as db:
-        principal = await authenticate_headers(session=db, headers=req.headers)
+    principal = await authenticate_headers(headers=req.headers)
     await enforce_request_rate(principal)
     return principal

@@ -46,6 +46,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -174,13 +175,32 @@ _MESSAGES = Table(
 )
 
 
+# Built once: the run engine reads and writes history on every run.
+_READ = (
+    select(_MESSAGES.c.message_data)
+    .where(_MESSAGES.c.session_id == bindparam("session_id"))
+    .order_by(_MESSAGES.c.created_at, _MESSAGES.c.id)
+)
+_INSERT_MESSAGES = insert(_MESSAGES)
+# One statement creates the session row or touches its updated_at, as the SDK does; SQLite's
+# form, and Postgres's (CockroachDB speaks its dialect).
+_TOUCH = {
+    name: dialect_insert(_SESSIONS)
+    .values(session_id=bindparam("session_id"))
+    .on_conflict_do_update(
+        index_elements=[_SESSIONS.c.session_id], set_={"updated_at": func.current_timestamp()}
+    )
+    for name, dialect_insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
+}
+_CLEAR = (
+    delete(_MESSAGES).where(_MESSAGES.c.session_id == bindparam("session_id")),
+    delete(_SESSIONS).where(_SESSIONS.c.session_id == bindparam("session_id")),
+)
+
+
 def read_history(conn: Connection, session_id: str) -> list[TResponseInputItem]:
     """A SQL session's history, oldest first, read on `conn` (sync; the run engine's units)."""
-    rows = conn.execute(
-        select(_MESSAGES.c.message_data)
-        .where(_MESSAGES.c.session_id == session_id)
-        .order_by(_MESSAGES.c.created_at, _MESSAGES.c.id)
-    )
+    rows = conn.execute(_READ, {"session_id": session_id})
     return [json.loads(row[0]) for row in rows]
 
 
@@ -188,18 +208,9 @@ def stage_history(conn: Connection, session_id: str, items: list[TResponseInputI
     """Append items to a SQL session's history on `conn`, in the caller's transaction."""
     if not items:
         return
-    insert_session: Any = (
-        sqlite_insert(_SESSIONS) if conn.dialect.name == "sqlite" else pg_insert(_SESSIONS)
-    )  # postgresql, and CockroachDB which speaks its dialect
-    # One statement creates the session row or touches its updated_at, as the SDK does.
+    conn.execute(_TOUCH[conn.dialect.name], {"session_id": session_id})
     conn.execute(
-        insert_session.values(session_id=session_id).on_conflict_do_update(
-            index_elements=[_SESSIONS.c.session_id],
-            set_={"updated_at": func.current_timestamp()},
-        )
-    )
-    conn.execute(
-        insert(_MESSAGES),
+        _INSERT_MESSAGES,
         [
             {"session_id": session_id, "message_data": json.dumps(i, separators=(",", ":"))}
             for i in items
@@ -209,8 +220,8 @@ def stage_history(conn: Connection, session_id: str, items: list[TResponseInputI
 
 def clear_history(conn: Connection, session_id: str) -> None:
     """Delete a SQL session's history on `conn` (a no-op for the other backends' sessions)."""
-    conn.execute(delete(_MESSAGES).where(_MESSAGES.c.session_id == session_id))
-    conn.execute(delete(_SESSIONS).where(_SESSIONS.c.session_id == session_id))
+    for statement in _CLEAR:
+        conn.execute(statement, {"session_id": session_id})
 
 
 class HistoryBuffer(SessionABC):

@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from sqlalchemy import func, insert
+from sqlalchemy import bindparam, func, insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.settings import get_settings
@@ -54,6 +54,9 @@ from shared.db.event_models import OutboxEvent
 from shared.db.models import Run, new_id, utcnow
 
 _OUTBOX = OutboxEvent.__table__  # type: ignore[attr-defined]
+# Built once (the run engine stages events on every run).
+_LAST_SEQ = select(func.max(_OUTBOX.c.seq)).where(_OUTBOX.c.subject == bindparam("subject"))
+_INSERT = insert(_OUTBOX)
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +141,7 @@ def stage_event(
     and, through `record_event`, inside an AsyncSession.
     """
     if seq is None:
-        last = conn.execute(
-            select(func.max(OutboxEvent.seq)).where(col(OutboxEvent.subject) == subject)
-        ).scalar()
-        seq = int(last or 0) + 1
+        seq = int(conn.execute(_LAST_SEQ, {"subject": subject}).scalar() or 0) + 1
     now = utcnow()
     event_id = new_id()
     envelope: Json = {
@@ -157,7 +157,7 @@ def stage_event(
         "data": data,
     }
     conn.execute(
-        insert(_OUTBOX),
+        _INSERT,
         {
             "id": event_id,
             "tenant_id": tenant_id,

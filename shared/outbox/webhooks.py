@@ -47,7 +47,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import insert, or_, update
+from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -120,21 +120,41 @@ async def check_target(url: str) -> None:
         raise WebhookRefused("the host resolves to a private, loopback or reserved address")
 
 
+_UNKNOWN: Final = object()
+_WEBHOOK_OF = (
+    Run.__table__.select()  # type: ignore[attr-defined]
+    .with_only_columns(Run.__table__.c.webhook)  # type: ignore[attr-defined]
+    .where(
+        Run.__table__.c.id == bindparam("run_id"),  # type: ignore[attr-defined]
+        Run.__table__.c.tenant_id == bindparam("tenant_id"),  # type: ignore[attr-defined]
+    )
+)
+_INSERT_DELIVERY = insert(_DELIVERIES)
+
+
 def stage_run_end(
-    conn: Connection, *, tenant_id: str, run_id: str, type: str, data: Json, seq: int | None = None
+    conn: Connection,
+    *,
+    tenant_id: str,
+    run_id: str,
+    type: str,
+    data: Json,
+    seq: int | None = None,
+    webhook: str | None | object = _UNKNOWN,
 ) -> str:
     """Record a run's terminal event on `conn` and owe its webhook a delivery (same transaction).
 
     Every end of a run goes through here (the run engine's outcome, a cancel, an expired
-    review, a dead-lettered message), so a run with a webhook always gets its POST.
+    review, a dead-lettered message), so a run with a webhook always gets its POST. The caller
+    that has the run passes its `webhook`; otherwise it is read.
     """
     event_id = stage_event(conn, tenant_id=tenant_id, type=type, subject=run_id, data=data, seq=seq)
-    url = conn.execute(
-        select(Run.webhook).where(col(Run.id) == run_id, col(Run.tenant_id) == tenant_id)
-    ).scalar()
-    if url:
+    url = webhook
+    if url is _UNKNOWN:
+        url = conn.execute(_WEBHOOK_OF, {"run_id": run_id, "tenant_id": tenant_id}).scalar()
+    if isinstance(url, str) and url:
         conn.execute(
-            insert(_DELIVERIES),
+            _INSERT_DELIVERY,
             {
                 "id": new_id(),
                 "tenant_id": tenant_id,

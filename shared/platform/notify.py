@@ -48,6 +48,7 @@ RESYNC: Final = "*"
 RECONNECT_SECONDS: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 Channel = Literal["postgres", "redis"]
+_PG_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
 class Subscription:
@@ -131,8 +132,7 @@ class Notifier:
         """
         if tx.dialect == "postgresql" and self.channel == "postgres":
             tx.conn.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": PG_CHANNEL, "payload": f"{topic}{SEPARATOR}{message}"},
+                _PG_NOTIFY, {"channel": PG_CHANNEL, "payload": f"{topic}{SEPARATOR}{message}"}
             )
         tx.after_commit(lambda: self.publish_after_commit(topic, message))
 

@@ -37,7 +37,7 @@ from agents import (
 )
 from agents.items import TResponseInputItem
 from agents.memory import Session
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from shared.agents import get_agent
 from shared.core.context import RunContext
@@ -265,10 +265,13 @@ class CancelWatch:
                 await self._task
 
 
+_CANCEL_FLAG = select(records.RUNS.c.cancel_requested).where(
+    records.RUNS.c.id == bindparam("run_id")
+)
+
+
 def _cancel_requested(tx: direct.Tx, run_id: str) -> bool:
-    found = tx.conn.execute(
-        select(records.RUNS.c.cancel_requested).where(records.RUNS.c.id == run_id)
-    ).scalar()
+    found = tx.conn.execute(_CANCEL_FLAG, {"run_id": run_id}).scalar()
     return found is None or bool(found)
 
 

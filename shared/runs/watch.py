@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from shared.core.settings import get_settings
 from shared.db import direct
@@ -47,22 +47,30 @@ class RunState:
     last_seq: int
 
 
+_READ_EVENTS = (
+    select(EVENTS.c.seq, EVENTS.c.event, EVENTS.c.data)
+    .where(
+        EVENTS.c.tenant_id == bindparam("tenant_id"),
+        EVENTS.c.run_id == bindparam("run_id"),
+        EVENTS.c.seq > bindparam("after"),
+    )
+    .order_by(EVENTS.c.seq)
+    .limit(PAGE)
+)
+_STATUS = select(RUNS.c.status).where(
+    RUNS.c.id == bindparam("run_id"), RUNS.c.tenant_id == bindparam("tenant_id")
+)
+
+
 def read_events(tx: Tx, *, tenant_id: str, run_id: str, after: int) -> list[EventRow]:
     """Up to PAGE stored events of a run with seq greater than `after`, in order."""
-    rows = tx.conn.execute(
-        select(EVENTS.c.seq, EVENTS.c.event, EVENTS.c.data)
-        .where(EVENTS.c.tenant_id == tenant_id, EVENTS.c.run_id == run_id, EVENTS.c.seq > after)
-        .order_by(EVENTS.c.seq)
-        .limit(PAGE)
-    )
-    return [(int(r.seq), str(r.event), r.data) for r in rows]
+    params = {"tenant_id": tenant_id, "run_id": run_id, "after": after}
+    return [(int(r.seq), str(r.event), r.data) for r in tx.conn.execute(_READ_EVENTS, params)]
 
 
 def run_status(tx: Tx, *, tenant_id: str, run_id: str) -> str | None:
     """A run's status (None when it does not exist)."""
-    found = tx.conn.execute(
-        select(RUNS.c.status).where(RUNS.c.id == run_id, RUNS.c.tenant_id == tenant_id)
-    ).scalar()
+    found = tx.conn.execute(_STATUS, {"run_id": run_id, "tenant_id": tenant_id}).scalar()
     return str(found) if found is not None else None
 
 

@@ -17,14 +17,20 @@ import hmac
 import json
 import secrets
 from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Final
 
+from sqlalchemy import Table, bindparam, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.errors import Unauthorized
 from shared.core.settings import get_settings
-from shared.db import repo
+from shared.db import direct, repo
+from shared.db.direct import Tx
+from shared.db.models import ApiKey
 from shared.platform import cache as cache_mod
 
+_KEYS: Final[Table] = ApiKey.__table__  # type: ignore[attr-defined]
 KEY_SCHEME = "asc"
 APIKEY_CACHE_PREFIX = f"{cache_mod.NAMESPACE}apikey:"
 # The api_keys.prefix column's length: a longer prefix cannot exist, so it is never cached.
@@ -122,10 +128,28 @@ def apikey_cache_key(prefix: str) -> str:
     return f"{APIKEY_CACHE_PREFIX}{prefix}"
 
 
-async def _lookup_key(session: AsyncSession, prefix: str) -> StoredKey | None:
+_READ_KEY = select(_KEYS.c.tenant_id, _KEYS.c.id, _KEYS.c.key_hash, _KEYS.c.revoked_at).where(
+    _KEYS.c.prefix == bindparam("prefix")
+)
+
+
+def _read_key(tx: Tx, prefix: str) -> StoredKey | None:
+    row = tx.conn.execute(_READ_KEY, {"prefix": prefix}).first()
+    if row is None:
+        return None
+    return StoredKey(
+        tenant_id=row.tenant_id,
+        key_id=row.id,
+        key_hash=row.key_hash,
+        revoked=row.revoked_at is not None,
+    )
+
+
+async def _lookup_key(prefix: str) -> StoredKey | None:
     """The stored key with this prefix (revoked ones too), from the cache or the database.
 
     Unknown prefixes are not cached: callers cannot make the service write arbitrary entries.
+    The database read is the hot path's (shared/db/direct.py): every request makes one.
     """
     ttl = get_settings().auth_cache_seconds
     cache = cache_mod.get_cache() if ttl > 0 and len(prefix) <= MAX_PREFIX_CHARS else None
@@ -134,15 +158,9 @@ async def _lookup_key(session: AsyncSession, prefix: str) -> StoredKey | None:
         hit = StoredKey.loads(raw) if raw is not None else None
         if hit is not None:
             return hit
-    row = await repo.find_api_key(session=session, prefix=prefix, include_revoked=True)
-    if row is None:
+    stored = await direct.read(partial(_read_key, prefix=prefix))
+    if stored is None:
         return None
-    stored = StoredKey(
-        tenant_id=row.tenant_id,
-        key_id=row.id,
-        key_hash=row.key_hash,
-        revoked=row.revoked_at is not None,
-    )
     if cache is not None:
         await cache.set(apikey_cache_key(prefix), stored.dumps(), ttl)
     return stored
@@ -165,13 +183,18 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2 and not token.startswith(f"{KEY_SCHEME}_")
 
 
-async def authenticate(*, session: AsyncSession, authorization: str | None) -> Principal:
-    """Resolve a bearer API key, or raise Unauthorized (JWTs: shared/security/jwt_auth.py)."""
+async def authenticate(
+    *, authorization: str | None, session: AsyncSession | None = None
+) -> Principal:
+    """Resolve a bearer API key, or raise Unauthorized (JWTs: shared/security/jwt_auth.py).
+
+    `session` is accepted for callers that hold one; the lookup reads on its own.
+    """
     token = bearer_token(authorization)
     prefix = key_prefix(token) if token else None
     if token is None or prefix is None:
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
-    stored = await _lookup_key(session, prefix)
+    stored = await _lookup_key(prefix)
     # Hash and compare before looking at the revoked flag, so both failures take the same time.
     matches = stored is not None and hmac.compare_digest(stored.key_hash, hash_key(token))
     if stored is None or not matches or stored.revoked:

@@ -38,6 +38,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.errors import Unauthorized, ValidationFailed
 from shared.core.settings import get_settings
+from shared.db.engine import db_session
 from shared.db.security_models import TenantIdentity
 from shared.security.auth import Principal, authenticate, bearer_token, looks_like_jwt
 
@@ -298,13 +299,19 @@ async def authenticate_aca(*, session: AsyncSession, header_value: str) -> Princ
     )
 
 
-async def authenticate_headers(*, session: AsyncSession, headers: Mapping[str, str]) -> Principal:
-    """Authenticate a request: `Authorization` first, then (only if trusted) ACA's header."""
+async def authenticate_headers(*, headers: Mapping[str, str]) -> Principal:
+    """Authenticate a request: `Authorization` first, then (only if trusted) ACA's header.
+
+    An API key is looked up on the hot path's reader (no session); a token or an ACA principal
+    reads the tenant's identity provider configuration in a session of its own.
+    """
     authorization = headers.get("authorization")
     aca = headers.get(ACA_PRINCIPAL_HEADER)
     if not authorization and aca and get_settings().trust_aca_auth:
-        return await authenticate_aca(session=session, header_value=aca)
+        async with db_session() as session:
+            return await authenticate_aca(session=session, header_value=aca)
     token = bearer_token(authorization)
     if token is not None and looks_like_jwt(token):
-        return await authenticate_jwt(session=session, token=token)
-    return await authenticate(session=session, authorization=authorization)
+        async with db_session() as session:
+            return await authenticate_jwt(session=session, token=token)
+    return await authenticate(authorization=authorization)

@@ -19,11 +19,11 @@ import redis
 
 from local.devhost_process import free_port
 from shared.core.errors import ServiceUnavailable, Unauthorized
-from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
 from shared.platform import cache as cache_mod
 from shared.platform.cache import RedisCache, connect
+from shared.security import auth as auth_module
 from shared.security.auth import Principal, apikey_cache_key, authenticate
 from shared.security.tenancy import (
     IssuedKey,
@@ -113,13 +113,13 @@ async def instances(
 def db_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record the prefix of every database key lookup."""
     calls: list[str] = []
-    real = repo.find_api_key
+    real = auth_module._read_key
 
-    async def counting(**kwargs: Any) -> Any:
-        calls.append(kwargs["prefix"])
-        return await real(**kwargs)
+    def counting(tx: Any, prefix: str) -> Any:
+        calls.append(prefix)
+        return real(tx, prefix)
 
-    monkeypatch.setattr(repo, "find_api_key", counting)
+    monkeypatch.setattr(auth_module, "_read_key", counting)
     return calls
 
 

@@ -142,3 +142,40 @@ async def test_function_receives_decoded_body_and_message_is_deleted(
     assert seen[0].get_body() == b'{"run_id": "r", "tenant_id": "t"}'
     assert seen[0].dequeue_count == 1 and seen[0].id
     assert seen[0].insertion_time is not None
+
+
+async def test_the_driver_keeps_batch_size_plus_threshold_messages_in_flight(
+    backend: QueueBackend,
+) -> None:
+    """With batchSize 32 and newBatchThreshold 100, 100 slow messages all run at once: the
+    driver fetches again whenever no more than the threshold run, not one batch at a time."""
+    started: list[str] = []
+    everyone = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(msg: func.QueueMessage) -> None:
+        started.append(msg.id)
+        if len(started) == 100:
+            everyone.set()
+        await release.wait()
+
+    trigger = QueueTrigger("slow", "many-q", "AzureWebJobsStorage", "msg", slow)
+    options = QueueOptions(batch_size=32, new_batch_threshold=100, max_polling_interval=0.2)
+    await backend.ensure_queue("many-q")
+    for n in range(100):
+        await send_text("many-q", json.dumps({"n": n}))
+    listener = QueueListener(trigger, backend=backend, options=options, message_lease=30)
+    task = asyncio.create_task(listener.run())
+    try:
+        await asyncio.wait_for(everyone.wait(), timeout=60)
+        assert len(set(started)) == 100
+        release.set()
+
+        async def emptied() -> bool:
+            return await backend.count("many-q") == 0
+
+        await eventually(emptied, "every message to be deleted")
+    finally:
+        release.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
