@@ -39,6 +39,7 @@ from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
 from shared.platform.notify import close_notifier
 from shared.platform.queues import close_queue_backend
+from shared.runs.engine import close_leases
 from shared.security import auth
 
 log = logging.getLogger("ascent.devhost")
@@ -128,6 +129,7 @@ def build_asgi(*, queues: bool = False) -> Starlette:
             if queue_host is not None:
                 await queue_host.stop()
                 await close_queue_backend()
+            await close_leases()
             await close_notifier()
             await aclose_direct()
 

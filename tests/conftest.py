@@ -83,10 +83,12 @@ async def settle_background_tasks(monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     # Long-lived listeners (notifications, the poll fallback) stop first: they never end alone.
     from shared.db.direct import aclose_direct
     from shared.platform.notify import close_notifier
+    from shared.runs.engine import close_leases
     from shared.runs.watch import close_pollers
 
     await close_notifier()
     await close_pollers()
+    await close_leases()
     current = asyncio.current_task()
     leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     if leftover:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -59,11 +59,15 @@ class Subscription:
         self.topic = topic
         self._messages: deque[str] = deque(maxlen=1000)
         self._event = asyncio.Event()
+        # Called with each message as it arrives (a watcher that needs no task of its own).
+        self.on_message: Callable[[str], None] | None = None
 
     def push(self, message: str) -> None:
-        """Record a message and wake the waiter (on the loop that owns the subscription)."""
+        """Record a message, wake the waiter and call `on_message` (on the subscription's loop)."""
         self._messages.append(message)
         self._event.set()
+        if self.on_message is not None:
+            self.on_message(message)
 
     async def wait(self, within: float | None) -> list[str]:
         """The messages received since the last call; waits for one up to `within` seconds.

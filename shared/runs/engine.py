@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -52,7 +54,6 @@ from shared.runs import records, reviews
 from shared.runs.live import EventLog, LiveRun
 from shared.runs.messages import run_events_of, to_messages, token_of
 from shared.runs.records import Ending, EventRow, NotOurs
-from shared.runs.watch import wake_timeout
 from shared.security.ratelimit import record_tokens
 
 log = logging.getLogger(__name__)
@@ -173,96 +174,129 @@ def max_turns(run: Run) -> int:
 # --- the lease and the cancel watch --------------------------------------------------------------
 
 
-class Lease:
-    """Renews the run's lease every third of ASCENT_RUN_LEASE_SECONDS while it executes.
+class Leases:
+    """The leases this instance holds, renewed together every third of ASCENT_RUN_LEASE_SECONDS.
 
-    When a renewal finds the lease gone (this executor stalled past it and another took the run
-    over), `lost` is set and `on_lost` stops the run: its outcome is the other executor's.
+    One heartbeat per instance, in one transaction, not one task per run. When a renewal finds
+    a lease gone (this executor stalled past it and another took the run over), the run's
+    `on_lost` stops it: its outcome is the other executor's.
     """
 
-    def __init__(self, run_id: str, owner: str) -> None:
-        """Renew `owner`'s lease of `run_id` once started."""
-        self.run_id = run_id
-        self.owner = owner
-        self.lost = False
-        self.on_lost: list[Any] = []
-        self._stop = asyncio.Event()
+    def __init__(self) -> None:
+        """Hold nothing yet; the heartbeat starts with the first lease."""
+        self._held: dict[str, tuple[str, Callable[[], None]]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Start renewing."""
-        self._task = asyncio.get_running_loop().create_task(self._beat(), name="lease")
+    def hold(self, run_id: str, owner: str, on_lost: Callable[[], None]) -> None:
+        """Renew `owner`'s lease of `run_id` until `drop`."""
+        self._held[run_id] = (owner, on_lost)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._beat(), name="leases")
 
-    async def stop(self) -> None:
-        """Stop renewing; a renewal in flight finishes first (it holds a connection)."""
-        self._stop.set()
-        if self._task is not None:
-            await self._task
+    def drop(self, run_id: str) -> None:
+        """Stop renewing a run's lease (its execution here is over)."""
+        self._held.pop(run_id, None)
 
     async def _beat(self) -> None:
         every = get_settings().run_lease_seconds / 3
-        while True:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=every)
-                return
+        while self._held:
+            await asyncio.sleep(every)
+            held = [(run_id, owner) for run_id, (owner, _) in self._held.items()]
             try:
-                held = await direct.write(
-                    lambda tx: records.renew_lease(tx, self.run_id, owner=self.owner)
-                )
+                lost = await direct.write(partial(_renew_all, held=held))
             except Exception:
-                log.exception("run %s: lease renewal failed", self.run_id)
+                log.exception("renewing %d lease(s) failed; retrying", len(held))
                 continue
-            if not held:
-                self.lost = True
-                log.warning("run %s: lease lost by %s", self.run_id, self.owner)
-                for callback in self.on_lost:
-                    callback()
-                return
+            for run_id in lost:
+                found = self._held.pop(run_id, None)
+                if found is not None:
+                    log.warning("run %s: lease lost by %s", run_id, found[0])
+                    found[1]()
+
+    async def close(self) -> None:
+        """Stop the heartbeat (tests, shutdown)."""
+        self._held.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _renew_all(tx: direct.Tx, *, held: list[tuple[str, str]]) -> list[str]:
+    """Renew each (run, owner) lease; the runs whose lease is no longer that owner's."""
+    return [run_id for run_id, owner in held if not records.renew_lease(tx, run_id, owner=owner)]
+
+
+_LEASES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Leases] = weakref.WeakKeyDictionary()
+
+
+def leases() -> Leases:
+    """This event loop's leases."""
+    loop = asyncio.get_running_loop()
+    found = _LEASES.get(loop)
+    if found is None:
+        found = _LEASES[loop] = Leases()
+    return found
+
+
+async def close_leases() -> None:
+    """Stop this loop's lease heartbeat (tests, shutdown)."""
+    found = _LEASES.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.close()
 
 
 class CancelWatch:
-    """Stops the streamed run when a cancel is requested on any instance (pushed, not polled)."""
+    """Stops the streamed run when a cancel is requested on any instance (pushed, not polled).
+
+    It listens on the run's subscription with a callback, so a run costs no watching task: a
+    `c` message stops the run at once; a poll or a reconnect re-reads the flag.
+    """
 
     def __init__(self, run_id: str, wakes: Subscription) -> None:
         """Watch `wakes`, the run's subscription (opened before the run could be cancelled)."""
         self.run_id = run_id
-        self.wakes = wakes
         self.cancelled = False
+        self.lost = False
         self._result: RunResultStreaming | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._check: asyncio.Task[None] | None = None
+        wakes.on_message = self._heard
 
     def attach(self, result: RunResultStreaming) -> None:
         """Cancel this streamed result when the run is cancelled."""
         self._result = result
         if self.cancelled:
             result.cancel("immediate")
-        elif self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._watch(), name="cancel")
 
     def fire(self) -> None:
-        """Stop the run now (a cancel, or a lost lease)."""
+        """Stop the run now (a cancel)."""
         self.cancelled = True
         if self._result is not None:
             self._result.cancel("immediate")
 
-    async def _watch(self) -> None:
-        while not self.cancelled:
-            messages = await self.wakes.wait(wake_timeout())
-            if "c" in messages:
-                self.fire()
-                return
-            # A poll or a reconnect: the flag is the truth.
-            recheck = any(m in ("poll", RESYNC) for m in messages)
-            if recheck and await direct.read(lambda tx: _cancel_requested(tx, self.run_id)):
-                self.fire()
-                return
+    def lose(self) -> None:
+        """Stop the run now: its lease went to another executor."""
+        self.lost = True
+        self.fire()
+
+    def _heard(self, message: str) -> None:
+        if self.cancelled:
+            return
+        if message == "c":
+            self.fire()
+        elif message in ("poll", RESYNC) and (self._check is None or self._check.done()):
+            self._check = asyncio.get_running_loop().create_task(self._recheck())
+
+    async def _recheck(self) -> None:
+        if await direct.read(partial(_cancel_requested, run_id=self.run_id)):
+            self.fire()
 
     async def close(self) -> None:
         """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
+        if self._check is not None:
+            self._check.cancel()
             with suppress(asyncio.CancelledError):
-                await self._task
+                await self._check
 
 
 _CANCEL_FLAG = select(records.RUNS.c.cancel_requested).where(
@@ -338,7 +372,6 @@ class Execution:
     owner: str
     live: LiveRun
     log: EventLog
-    lease: Lease
     cancel: CancelWatch
     partial: list[str] = field(default_factory=list)
     last_agent: str = ""
@@ -361,25 +394,24 @@ async def execute(
     opened before the run became cancellable. With `maybe_resumed`, a stored pause is looked
     for (runs handed over by the queue may be continuing after a review).
     """
-    lease = Lease(run.id, owner)
     cancel = CancelWatch(run.id, wakes)
-    lease.on_lost.append(cancel.fire)
-    ex = Execution(run, owner, live, EventLog(live, next_seq=next_seq), lease, cancel)
+    ex = Execution(run, owner, live, EventLog(live, next_seq=next_seq), cancel)
     ex.last_agent = run.agent
-    lease.start()
+    held = leases()
+    held.hold(run.id, owner, cancel.lose)
     try:
         outcome = await _execute(
             ex, fresh_thread=fresh_thread, taken_over=taken_over, maybe_resumed=maybe_resumed
         )
     except BaseException:
         # Give the lease up at once, so a redelivery or the sweeper need not wait it out.
-        await lease.stop()
+        held.drop(run.id)
         with suppress(Exception):
             await direct.write(partial(records.release_lease, run_id=run.id, owner=owner))
         raise
     finally:
+        held.drop(run.id)
         await cancel.close()
-        await lease.stop()
     if outcome.usage.get("total_tokens"):
         await record_tokens(run.tenant_id, outcome.usage["total_tokens"])
     drain_soon()
@@ -491,7 +523,7 @@ async def _execute(
             partial=True,
         )
     usage = usage_of(result.context_wrapper.usage)
-    if ex.lease.lost:
+    if ex.cancel.lost:
         return await _lost(ex)
     if ex.cancel.cancelled:
         return await _end(

@@ -117,6 +117,29 @@ def test_a_second_instance_streams_waits_on_and_cancels_without_polling(
             b.stop()
 
 
+@pytest.mark.parametrize("channel", ["redis", "poll"])
+def test_hosts_sharing_one_sqlite_file_follow_each_others_runs(
+    tmp_path: Path, channel: str
+) -> None:
+    """Two hosts on one SQLite file: B streams, waits on and cancels runs A executes, pushed
+    through Redis pub/sub when REDIS_URL is set (the poll fallback at a minute), else through
+    the poll fallback (ASCENT_RUN_POLL_SECONDS) — the one case that polls."""
+    if channel == "redis":
+        env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "ASCENT_RUN_POLL_SECONDS": "60"}
+    else:
+        env = {"ASCENT_RUN_POLL_SECONDS": "0.2"}
+    env["ASCENT_STREAM_KEEPALIVE_SECONDS"] = "60"
+    shared = tmp_path / "shared"
+    with running_fake_model(latency=0.3, token_interval=0.3) as model:
+        a = start_devhost(shared, extra_env={**model_env(model), **env})
+        b = start_devhost(shared, extra_env={**model_env(model), **env})
+        try:
+            asyncio.run(_stream_wait_cancel_across(a, b))
+        finally:
+            a.stop()
+            b.stop()
+
+
 async def _started_stream(
     host: DevHost, thread_id: str
 ) -> tuple[str, asyncio.Task[list[tuple[str, Any]]]]:
