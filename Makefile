@@ -15,14 +15,15 @@ install: $(VENV)/.installed  ## create .venv and install requirements
 dev: install  ## run the dev host on the embedded default (SQLite, offline model)
 	$(PY) -m local.devhost
 
-test: install  ## lint, typecheck, then the whole test suite (starts the services it needs)
+test: install  ## lint, typecheck, import contracts, then the whole test suite (starts the services it needs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	bash local/test.sh
 
-lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+lint: install  ## ruff, and the import contracts (no cycles, wings import downward)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy

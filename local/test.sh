@@ -55,7 +55,9 @@ if [ ! -x node_modules/.bin/azurite-queue ]; then
   fi
 fi
 
-.venv/bin/python -m pytest "$@"
+# Independent test files run in parallel (one worker per file: a module's dev host is shared
+# by its tests). Each worker gets its own Postgres database (tests/conftest.py).
+.venv/bin/python -m pytest -n "${ASCENT_TEST_WORKERS:-4}" "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2

@@ -19,11 +19,68 @@ from local.devhost_process import (
     wait_healthy,
 )
 
+SESSION_DB_PREFIX = "ascent_test"
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id still runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _session_database(server_url: str | None) -> str | None:
+    """A new database on `server_url` for this test process (one per xdist worker).
+
+    The server's `test` database is shared by every dev host and test run on the machine, and
+    parallel workers would race each other's migrations and rows on it. Each test process gets
+    `ascent_test_<worker>_<pid>` instead, dropped when the session ends; databases left by a
+    killed run (their pid is gone) are dropped here.
+    """
+    if not server_url:
+        return None
+    import psycopg  # only when a Postgres URL is set
+    from sqlalchemy.engine import make_url
+
+    server = make_url(server_url)
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"{SESSION_DB_PREFIX}_{worker}_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{SESSION_DB_PREFIX}_%",)
+        ).fetchall()
+        for (stale,) in rows:
+            pid = stale.rsplit("_", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                conn.execute(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')  # generated name, never user input
+    return server.set(database=name).render_as_string(hide_password=False)
+
+
 # Captured once, before any test touches the environment: CI (and local/test.sh) set it.
-POSTGRES_URL = os.environ.get("DATABASE_URL") or None
+SERVER_URL = os.environ.get("DATABASE_URL") or None
+POSTGRES_URL = _session_database(SERVER_URL)
 LIVE_KEY = os.environ.get("OPENAI_API_KEY") or None
 # How long a test's leftover background tasks may take to end before they are cancelled.
 SETTLE_SECONDS = 2.0
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Drop this process's Postgres database; dev hosts still attached are disconnected."""
+    if not (SERVER_URL and POSTGRES_URL):
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(SERVER_URL).set(drivername="postgresql")
+    name = make_url(POSTGRES_URL).database
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
