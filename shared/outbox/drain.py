@@ -15,15 +15,16 @@ import asyncio
 import logging
 import os
 import socket
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Final
 
-from sqlalchemy import exists, func, or_, update
-from sqlalchemy.orm import aliased
-from sqlmodel import col, select
+from sqlalchemy import Table, exists, func, or_, select, update
 
 from shared.core.settings import get_settings
-from shared.db.engine import db_session
+from shared.db import direct
+from shared.db.direct import Tx
 from shared.db.event_models import OutboxEvent, WebhookDelivery
 from shared.db.models import new_id, utcnow
 from shared.db.views import aware
@@ -43,73 +44,102 @@ from shared.outbox.webhooks import deliver_due
 
 log = logging.getLogger(__name__)
 
+OUTBOX: Final[Table] = OutboxEvent.__table__  # type: ignore[attr-defined]
+HOOKS: Final[Table] = WebhookDelivery.__table__  # type: ignore[attr-defined]
+
 
 def drainer_id() -> str:
     """A name for this drainer in claims: host, process and a random part."""
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{new_id()[:8]}"
 
 
-async def due_heads(*, limit: int = 100) -> list[OutboxEvent]:
+@dataclass(frozen=True, slots=True)
+class Due:
+    """An event due for publishing: the first unpublished one of its subject."""
+
+    id: str
+    subject: str
+    seq: int
+    attempts: int
+    envelope: Json
+
+
+def _unclaimed(now: datetime) -> Any:
+    return or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now)
+
+
+def due_heads(tx: Tx, *, limit: int = 100) -> list[Due]:
     """Unpublished, unclaimed, due events that are the first unpublished one of their subject."""
     now = utcnow()
-    earlier = aliased(OutboxEvent)
+    earlier = OUTBOX.alias("earlier")
     blocked = exists().where(
-        col(earlier.subject) == col(OutboxEvent.subject),
-        col(earlier.seq) < col(OutboxEvent.seq),
-        col(earlier.published_at).is_(None),
+        earlier.c.subject == OUTBOX.c.subject,
+        earlier.c.seq < OUTBOX.c.seq,
+        earlier.c.published_at.is_(None),
     )
-    stmt = (
-        select(OutboxEvent)
+    rows = tx.conn.execute(
+        select(OUTBOX.c.id, OUTBOX.c.subject, OUTBOX.c.seq, OUTBOX.c.attempts, OUTBOX.c.envelope)
         .where(
-            col(OutboxEvent.published_at).is_(None),
+            OUTBOX.c.published_at.is_(None),
             ~blocked,
-            or_(
-                col(OutboxEvent.next_attempt_at).is_(None), col(OutboxEvent.next_attempt_at) <= now
-            ),
-            or_(col(OutboxEvent.claimed_until).is_(None), col(OutboxEvent.claimed_until) < now),
+            or_(OUTBOX.c.next_attempt_at.is_(None), OUTBOX.c.next_attempt_at <= now),
+            _unclaimed(now),
         )
-        .order_by(col(OutboxEvent.created_at), col(OutboxEvent.seq))
+        .order_by(OUTBOX.c.created_at, OUTBOX.c.seq)
         .limit(limit)
     )
-    async with db_session() as db:
-        return list((await db.exec(stmt)).all())
+    return [Due(r.id, r.subject, r.seq, r.attempts, r.envelope) for r in rows]
 
 
-async def _claim_event(event_id: str, owner: str) -> bool:
+def claim(tx: Tx, ids: list[str], owner: str) -> set[str]:
+    """Claim these events by compare-and-set; the ids this drainer now holds."""
     now = utcnow()
-    stmt = (
-        update(OutboxEvent)
-        .where(
-            col(OutboxEvent.id) == event_id,
-            col(OutboxEvent.published_at).is_(None),
-            or_(col(OutboxEvent.claimed_until).is_(None), col(OutboxEvent.claimed_until) < now),
-        )
+    tx.conn.execute(
+        update(OUTBOX)
+        .where(OUTBOX.c.id.in_(ids), OUTBOX.c.published_at.is_(None), _unclaimed(now))
         .values(claimed_by=owner, claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
     )
-    async with db_session() as db:
-        result: Any = await db.exec(stmt)
-        await db.commit()
-    return int(result.rowcount) == 1
+    held = select(OUTBOX.c.id).where(OUTBOX.c.id.in_(ids), OUTBOX.c.claimed_by == owner)
+    return set(tx.conn.scalars(held))
 
 
-async def _settle_event(event_id: str, owner: str, *, error: str | None) -> None:
-    """Mark a claimed event published (error None) or give it back with a backoff."""
-    async with db_session() as db:
-        row = await db.get(OutboxEvent, event_id)
-        if row is None or row.claimed_by != owner:
-            return
-        values: Json = {"claimed_by": None, "claimed_until": None, "attempts": row.attempts + 1}
-        if error is None:
-            values |= {"published_at": utcnow(), "last_error": None}
-        else:
-            delay = backoff_seconds(row.attempts + 1)
-            values |= {"last_error": error, "next_attempt_at": utcnow() + timedelta(seconds=delay)}
-        await db.exec(
-            update(OutboxEvent)
-            .where(col(OutboxEvent.id) == event_id, col(OutboxEvent.claimed_by) == owner)
-            .values(**values)
+@dataclass
+class Settlement:
+    """What one pass did with its claimed events, written back in one transaction."""
+
+    published: list[str]
+    failed: Due | None = None
+    error: str = ""
+    untried: tuple[str, ...] = ()
+
+
+def settle(tx: Tx, done: Settlement, owner: str) -> None:
+    """Mark published events, back off the failed one, and give back the claims not tried."""
+    now = utcnow()
+    mine = OUTBOX.c.claimed_by == owner
+    released: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+    if done.published:
+        tx.conn.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.id.in_(done.published), mine)
+            .values(**released, attempts=OUTBOX.c.attempts + 1, published_at=now, last_error=None)
         )
-        await db.commit()
+    if done.failed is not None:
+        delay = backoff_seconds(done.failed.attempts + 1)
+        tx.conn.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.id == done.failed.id, mine)
+            .values(
+                **released,
+                attempts=OUTBOX.c.attempts + 1,
+                last_error=done.error,
+                next_attempt_at=now + timedelta(seconds=delay),
+            )
+        )
+    if done.untried:
+        tx.conn.execute(
+            update(OUTBOX).where(OUTBOX.c.id.in_(done.untried), mine).values(**released)
+        )
 
 
 async def publish_due(
@@ -117,28 +147,35 @@ async def publish_due(
 ) -> None:
     """Publish due events, subject by subject in `seq` order, until none is left or one fails.
 
-    A failure stops the pass (the broker is likely down): the failed row waits its backoff and
-    blocks its subject's later events, so nothing overtakes it.
+    Each pass reads the due heads, claims them in one transaction, publishes them one by one
+    and writes the results back in one transaction. A failure stops the pass (the broker is
+    likely down): the failed row waits its backoff and blocks its subject's later events, so
+    nothing overtakes it.
     """
     while True:
-        heads = await due_heads(limit=limit)
-        progressed = False
-        for row in heads:
-            if not await _claim_event(row.id, owner):
-                continue  # another drainer has it
+        heads = await direct.read(lambda tx: due_heads(tx, limit=limit))
+        if not heads:
+            return
+        ids = [row.id for row in heads]
+        held = await direct.write(partial(claim, ids=ids, owner=owner))
+        mine = [row for row in heads if row.id in held]  # the others: another drainer has them
+        done = Settlement(published=[])
+        for index, row in enumerate(mine):
             try:
                 await transport.publish(row.envelope)
             except Exception as exc:  # every failure leaves the row for a later drain
                 reason = str(exc) if isinstance(exc, PublishFailed) else type(exc).__name__
-                await _settle_event(row.id, owner, error=reason)
+                done.failed, done.error = row, reason
+                done.untried = tuple(r.id for r in mine[index + 1 :])
                 report.publish_failures += 1
                 report.errors.append(reason)
                 log.warning("publishing event %s failed: %s", row.id, reason)
-                return
-            await _settle_event(row.id, owner, error=None)
-            report.published += 1
-            progressed = True
-        if not progressed:
+                break
+            done.published.append(row.id)
+        if mine:
+            await direct.write(partial(settle, done=done, owner=owner))
+        report.published += len(done.published)
+        if done.failed is not None or not done.published:
             return
 
 
@@ -156,39 +193,33 @@ async def drain(*, owner: str | None = None, limit: int = 100) -> DrainReport:
     return report
 
 
-async def next_due_in() -> float | None:
-    """Seconds until the earliest pending publish or webhook attempt (None: nothing pending)."""
+def _next_due_in(tx: Tx, *, events: bool) -> float | None:
     moments: list[datetime] = []
-    async with db_session() as db:
-        if get_settings().events_publish != "off":
-            unpublished = col(OutboxEvent.published_at).is_(None)
-            first = (
-                await db.exec(select(func.min(OutboxEvent.next_attempt_at)).where(unpublished))
-            ).one()
-            now_due = (
-                await db.exec(
-                    select(OutboxEvent.id)
-                    .where(unpublished, col(OutboxEvent.next_attempt_at).is_(None))
-                    .limit(1)
-                )
-            ).first()
-            if now_due is not None:
-                return 0.0
-            if first is not None:
-                moments.append(first)
-        hook = (
-            await db.exec(
-                select(func.min(WebhookDelivery.next_attempt_at)).where(
-                    col(WebhookDelivery.status) == "pending"
-                )
-            )
-        ).one()
-        if hook is not None:
-            moments.append(hook)
+    if events:
+        unpublished = OUTBOX.c.published_at.is_(None)
+        now_due = tx.conn.execute(
+            select(OUTBOX.c.id).where(unpublished, OUTBOX.c.next_attempt_at.is_(None)).limit(1)
+        ).first()
+        if now_due is not None:
+            return 0.0
+        first = tx.conn.scalar(select(func.min(OUTBOX.c.next_attempt_at)).where(unpublished))
+        if first is not None:
+            moments.append(first)
+    hook = tx.conn.scalar(
+        select(func.min(HOOKS.c.next_attempt_at)).where(HOOKS.c.status == "pending")
+    )
+    if hook is not None:
+        moments.append(hook)
     if not moments:
         return None
     earliest = min(aware(m) for m in moments)
     return max(0.0, (earliest - utcnow()).total_seconds())
+
+
+async def next_due_in() -> float | None:
+    """Seconds until the earliest pending publish or webhook attempt (None: nothing pending)."""
+    events = get_settings().events_publish != "off"
+    return await direct.read(lambda tx: _next_due_in(tx, events=events))
 
 
 # One background drainer per process and event loop; a request arriving while it runs asks it

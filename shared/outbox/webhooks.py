@@ -56,6 +56,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.errors import ValidationFailed
 from shared.core.settings import get_settings
+from shared.db import direct
+from shared.db.direct import Tx
 from shared.db.engine import db_session
 from shared.db.event_models import TenantWebhookSecret, WebhookDelivery
 from shared.db.models import Run, new_id, utcnow
@@ -318,8 +320,17 @@ async def attempt(delivery: WebhookDelivery, owner: str) -> bool:
     return False
 
 
+def _any_due(tx: Tx) -> bool:
+    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    due = select(table.c.id).where(table.c.status == "pending", table.c.next_attempt_at <= utcnow())
+    return tx.conn.execute(due.limit(1)).first() is not None
+
+
 async def deliver_due(*, owner: str, report: DrainReport, limit: int = 100) -> None:
     """Attempt every due pending delivery once (each claimed by compare-and-set first)."""
+    # Every drain asks; almost always nothing is due, and this read costs no session.
+    if not await direct.read(_any_due):
+        return
     now = utcnow()
     stmt = (
         select(WebhookDelivery)

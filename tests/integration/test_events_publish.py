@@ -125,6 +125,11 @@ async def test_in_process_delivery_reaches_the_subscription_function(tenant: str
 
 async def test_the_subscription_drops_events_that_are_not_in_the_outbox(tenant: str) -> None:
     """A forged CloudEvent POSTed to the subscription route is dropped, never handled."""
+    got: list[dict[str, object]] = []
+
+    async def handler(event: dict[str, object]) -> None:
+        got.append(event)
+
     forged = {
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
@@ -133,4 +138,9 @@ async def test_the_subscription_drops_events_that_are_not_in_the_outbox(tenant: 
         "subject": str(uuid.uuid4()),
         "data": {},
     }
-    assert await events.receive_event(forged) == "DROP"
+    events.subscribe(handler)
+    try:
+        assert await events.receive_event(forged) == "DROP"
+    finally:
+        events.unsubscribe(handler)
+    assert got == []
