@@ -84,7 +84,7 @@ JOBS: dict[str, Job] = {
             "sweep_leases",
             "*/1 * * * *",
             "aca_jobs.sweep_leases",
-            "Re-enqueue runs whose worker died (lapsed lease) or whose queue message was lost.",
+            "End or re-enqueue runs whose executor died (lapsed lease) or whose message was lost.",
             replica_timeout=300,
         ),
     )

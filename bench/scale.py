@@ -17,9 +17,8 @@ in a temporary data dir unless `--database-url`, rate and concurrency limits off
    ...}` (Agent Protocol background runs: persisted `pending`, executed from the embedded
    queue), each followed at once by `GET /api/runs/{id}/wait` (re-issued if it comes back
    before the run ended); wall time from the first POST to the last run seen ended, final
-   statuses counted, latency POST -> end seen. `/wait` polls the database every
-   ASCENT_RUN_POLL_SECONDS (0.1 s) on the host, so an end is seen up to that much late, and
-   1,000 waiters are a load of their own on the host (10,000 queries/s). `--observe poll`
+   statuses counted, latency POST -> end seen. A waiter on the host that executes the run is
+   woken in-process when the run ends (shared/runs/watch.py): no query per waiter. `--observe poll`
    polls `GET /api/runs/{id}` per run every `--poll-interval` instead; `--observe search` has
    one watcher ask `POST /api/runs/search` whether any run is still pending or running (two
    small requests per interval), then reads each run once to count statuses and take its

@@ -37,7 +37,7 @@ PROBLEM_JSON = "application/problem+json"
 SSE = "text/event-stream"
 REF_TEMPLATE = "#/components/schemas/{model}"
 METADATA_ATTR = "__ascent_openapi__"
-HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 
 F = TypeVar("F", bound=Callable[..., Any])
 Body = type[BaseModel] | Mapping[str, Any]

@@ -31,6 +31,7 @@ from shared.db.views import aware
 from shared.outbox.events import (
     CLAIM_SECONDS,
     DRAIN_HORIZON_SECONDS,
+    DRAIN_LINGER_SECONDS,
     MAX_DRAIN_ROUNDS,
     MIN_DRAIN_PAUSE_SECONDS,
     DrainReport,
@@ -91,6 +92,42 @@ def due_heads(tx: Tx, *, limit: int = 100) -> list[Due]:
     return [Due(r.id, r.subject, r.seq, r.attempts, r.envelope) for r in rows]
 
 
+def due_events(tx: Tx, *, limit: int = 100) -> list[Due]:
+    """The due heads (`due_heads`), each followed by the later events of its subject that are
+    due and unclaimed too, in `seq` order: one pass publishes a run's events together."""
+    heads = due_heads(tx, limit=limit)
+    if not heads:
+        return []
+    now = utcnow()
+    rows = tx.conn.execute(
+        select(
+            OUTBOX.c.id,
+            OUTBOX.c.subject,
+            OUTBOX.c.seq,
+            OUTBOX.c.attempts,
+            OUTBOX.c.envelope,
+            OUTBOX.c.next_attempt_at,
+            OUTBOX.c.claimed_until,
+        )
+        .where(OUTBOX.c.subject.in_([h.subject for h in heads]), OUTBOX.c.published_at.is_(None))
+        .order_by(OUTBOX.c.subject, OUTBOX.c.seq)
+    )
+    later: dict[str, list[Due]] = {}
+    stopped: set[str] = set()
+    for r in rows:
+        waiting = r.next_attempt_at is not None and aware(r.next_attempt_at) > now
+        claimed = r.claimed_until is not None and aware(r.claimed_until) >= now
+        if r.subject in stopped or waiting or claimed:
+            stopped.add(r.subject)  # what follows must wait for this one
+            continue
+        later.setdefault(r.subject, []).append(Due(r.id, r.subject, r.seq, r.attempts, r.envelope))
+    due: list[Due] = []
+    for head in heads:
+        run = later.get(head.subject, [])
+        due.extend(run if run and run[0].id == head.id else [head])
+    return due
+
+
 def claim(tx: Tx, ids: list[str], owner: str) -> set[str]:
     """Claim these events by compare-and-set; the ids this drainer now holds."""
     now = utcnow()
@@ -147,32 +184,40 @@ async def publish_due(
 ) -> None:
     """Publish due events, subject by subject in `seq` order, until none is left or one fails.
 
-    Each pass reads the due heads, claims them in one transaction, publishes them one by one
-    and writes the results back in one transaction. A failure stops the pass (the broker is
-    likely down): the failed row waits its backoff and blocks its subject's later events, so
-    nothing overtakes it.
+    Each pass reads the due events (`due_events`), claims them in one transaction, publishes
+    them one by one and writes the results back in one transaction. A failure stops the pass
+    (the broker is likely down): the failed row waits its backoff and blocks its subject's
+    later events, so nothing overtakes it.
     """
     while True:
-        heads = await direct.read(lambda tx: due_heads(tx, limit=limit))
-        if not heads:
+        due = await direct.read(lambda tx: due_events(tx, limit=limit))
+        if not due:
             return
-        ids = [row.id for row in heads]
-        held = await direct.write(partial(claim, ids=ids, owner=owner))
-        mine = [row for row in heads if row.id in held]  # the others: another drainer has them
-        done = Settlement(published=[])
+        held = await direct.write(partial(claim, ids=[row.id for row in due], owner=owner))
+        mine: list[Due] = []
+        skipped: list[str] = []
+        lost: set[str] = set()  # subjects with an event another drainer holds
+        for row in due:
+            if row.subject in lost or row.id not in held:
+                lost.add(row.subject)  # its later events must wait for that drainer
+                if row.id in held:
+                    skipped.append(row.id)
+                continue
+            mine.append(row)
+        done = Settlement(published=[], untried=tuple(skipped))
         for index, row in enumerate(mine):
             try:
                 await transport.publish(row.envelope)
             except Exception as exc:  # every failure leaves the row for a later drain
                 reason = str(exc) if isinstance(exc, PublishFailed) else type(exc).__name__
                 done.failed, done.error = row, reason
-                done.untried = tuple(r.id for r in mine[index + 1 :])
+                done.untried += tuple(r.id for r in mine[index + 1 :])
                 report.publish_failures += 1
                 report.errors.append(reason)
                 log.warning("publishing event %s failed: %s", row.id, reason)
                 break
             done.published.append(row.id)
-        if mine:
+        if held:
             await direct.write(partial(settle, done=done, owner=owner))
         report.published += len(done.published)
         if done.failed is not None or not done.published:
@@ -233,6 +278,8 @@ async def _drain_loop() -> None:
     rounds = 0
     while rounds < MAX_DRAIN_ROUNDS:
         rounds += 1
+        # Let the commits of concurrent runs gather, so one pass publishes all their events.
+        await asyncio.sleep(DRAIN_LINGER_SECONDS)
         _again = False
         try:
             await drain()

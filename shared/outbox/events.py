@@ -87,6 +87,8 @@ MAX_BACKOFF_SECONDS: Final = 300.0
 DRAIN_HORIZON_SECONDS: Final = 30.0
 MAX_DRAIN_ROUNDS: Final = 50
 MIN_DRAIN_PAUSE_SECONDS: Final = 0.05
+# A background drain waits this long first, so one pass covers concurrent runs' events.
+DRAIN_LINGER_SECONDS: Final = 0.05
 
 Json = dict[str, Any]
 

@@ -22,19 +22,19 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
-from sqlalchemy import delete, func, update
-from sqlmodel import col, select
+from sqlalchemy import Table, delete, func, insert, select, update
 
 from shared.core.settings import get_settings
-from shared.db.engine import db_session
+from shared.db import direct
+from shared.db.direct import Tx
 from shared.db.models import new_id, utcnow
 from shared.db.queue_models import QueueMessage
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the app root, where host.json is
 
 RUNS_QUEUE = "agent-runs"
 POISON_SUFFIX = "-poison"
@@ -173,74 +173,26 @@ class StaleReceipt(Exception):
 
 
 class SqlQueue:
-    """The embedded queue: Storage Queue semantics on the `queue_messages` table."""
+    """The embedded queue: Storage Queue semantics on the `queue_messages` table.
+
+    Every operation is one unit of the process's batched writer (shared/db/direct.py), so a
+    thousand runs in flight share its transactions instead of each opening a session.
+    """
 
     async def ensure_queue(self, queue: str) -> None:
         """Queues exist implicitly (rows carry their queue's name)."""
 
     async def send(self, queue: str, content: str, *, delay_seconds: int = 0) -> None:
         """Insert the message, visible after `delay_seconds`."""
-        now = utcnow()
-        async with db_session() as db:
-            db.add(
-                QueueMessage(
-                    queue=queue,
-                    content=content,
-                    inserted_at=now,
-                    visible_at=now + timedelta(seconds=max(0, delay_seconds)),
-                    expires_at=now + MESSAGE_TTL,
-                )
-            )
-            await db.commit()
+        await direct.write(partial(_send, queue=queue, content=content, delay=delay_seconds))
 
     async def receive(
         self, queue: str, *, max_messages: int, visibility_timeout: float
     ) -> list[ReceivedMessage]:
         """Claim visible messages one compare-and-set UPDATE each (a lost race skips one)."""
-        now = utcnow()
-        hidden_until = now + timedelta(seconds=visibility_timeout)
-        claimed: list[str] = []
-        async with db_session() as db:
-            candidates = (
-                await db.exec(
-                    select(QueueMessage.id, QueueMessage.pop_receipt)
-                    .where(
-                        col(QueueMessage.queue) == queue,
-                        col(QueueMessage.visible_at) <= now,
-                        col(QueueMessage.expires_at) > now,
-                    )
-                    .order_by(col(QueueMessage.visible_at), col(QueueMessage.inserted_at))
-                    .limit(max_messages)
-                )
-            ).all()
-            for message_id, receipt in candidates:
-                same_receipt = (
-                    col(QueueMessage.pop_receipt).is_(None)
-                    if receipt is None
-                    else col(QueueMessage.pop_receipt) == receipt
-                )
-                result = await db.exec(
-                    update(QueueMessage)
-                    .where(
-                        col(QueueMessage.id) == message_id,
-                        same_receipt,
-                        col(QueueMessage.visible_at) <= now,
-                    )
-                    .values(
-                        pop_receipt=new_id(),
-                        visible_at=hidden_until,
-                        dequeue_count=QueueMessage.dequeue_count + 1,
-                    )
-                )
-                if getattr(result, "rowcount", 0) == 1:
-                    claimed.append(message_id)
-            await db.commit()
-            if not claimed:
-                return []
-            rows = (
-                await db.exec(select(QueueMessage).where(col(QueueMessage.id).in_(claimed)))
-            ).all()
-        return [_received(row) for row in rows]
+        return await direct.write(
+            partial(_receive, queue=queue, limit=max_messages, timeout=visibility_timeout)
+        )
 
     async def update_visibility(
         self, queue: str, message: ReceivedMessage, visibility_timeout: float
@@ -248,17 +200,10 @@ class SqlQueue:
         """Move the message's visibility (only with its current pop receipt)."""
         receipt = new_id()
         visible = utcnow() + timedelta(seconds=visibility_timeout)
-        async with db_session() as db:
-            result = await db.exec(
-                update(QueueMessage)
-                .where(
-                    col(QueueMessage.id) == message.id,
-                    col(QueueMessage.pop_receipt) == message.pop_receipt,
-                )
-                .values(pop_receipt=receipt, visible_at=visible)
-            )
-            await db.commit()
-        if getattr(result, "rowcount", 0) != 1:
+        moved = await direct.write(
+            partial(_move, message=message, receipt=receipt, visible=visible)
+        )
+        if not moved:
             raise StaleReceipt(message.id)
         return ReceivedMessage(
             id=message.id,
@@ -272,59 +217,102 @@ class SqlQueue:
 
     async def delete(self, queue: str, message: ReceivedMessage) -> None:
         """Delete the message (only with its current pop receipt)."""
-        async with db_session() as db:
-            result = await db.exec(
-                delete(QueueMessage).where(
-                    col(QueueMessage.id) == message.id,
-                    col(QueueMessage.pop_receipt) == message.pop_receipt,
-                )
-            )
-            await db.commit()
-        if getattr(result, "rowcount", 0) != 1:
+        if not await direct.write(partial(_delete, message=message)):
             raise StaleReceipt(message.id)
 
     async def count(self, queue: str) -> int:
         """Messages in the queue, visible or not."""
-        async with db_session() as db:
-            found = (
-                await db.exec(
-                    select(func.count())
-                    .select_from(QueueMessage)
-                    .where(QueueMessage.queue == queue)
-                )
-            ).first()
-        return int(found or 0)
+        found = select(func.count()).select_from(QUEUE).where(QUEUE.c.queue == queue)
+        counted: int | None = await direct.read(lambda tx: tx.conn.scalar(found))
+        return int(counted or 0)
 
     async def peek_all(self, queue: str) -> list[str]:
         """The wire text of up to 32 visible messages, oldest first."""
-        async with db_session() as db:
-            rows = (
-                await db.exec(
-                    select(QueueMessage.content)
-                    .where(
-                        col(QueueMessage.queue) == queue,
-                        col(QueueMessage.visible_at) <= utcnow(),
-                    )
-                    .order_by(col(QueueMessage.inserted_at))
-                    .limit(32)
-                )
-            ).all()
-        return list(rows)
+
+        def peek(tx: Tx) -> list[str]:
+            visible = QUEUE.c.visible_at <= utcnow()
+            rows = select(QUEUE.c.content).where(QUEUE.c.queue == queue, visible)
+            return list(tx.conn.scalars(rows.order_by(QUEUE.c.inserted_at).limit(32)))
+
+        return await direct.read(peek)
 
     async def close(self) -> None:
-        """Nothing to release: the queue uses the process-wide engine."""
+        """Nothing to release: the queue uses the process-wide writer."""
 
 
-def _received(row: QueueMessage) -> ReceivedMessage:
-    return ReceivedMessage(
-        id=row.id,
-        pop_receipt=row.pop_receipt or "",
-        content=row.content,
-        dequeue_count=row.dequeue_count,
-        insertion_time=row.inserted_at,
-        expiration_time=row.expires_at,
-        next_visible_time=row.visible_at,
+QUEUE: Final[Table] = QueueMessage.__table__  # type: ignore[attr-defined]
+
+
+def _send(tx: Tx, *, queue: str, content: str, delay: int) -> None:
+    now = utcnow()
+    tx.conn.execute(
+        insert(QUEUE).values(
+            id=new_id(),
+            queue=queue,
+            content=content,
+            dequeue_count=0,
+            inserted_at=now,
+            visible_at=now + timedelta(seconds=max(0, delay)),
+            expires_at=now + MESSAGE_TTL,
+        )
     )
+
+
+def _receive(tx: Tx, *, queue: str, limit: int, timeout: float) -> list[ReceivedMessage]:
+    now = utcnow()
+    hidden_until = now + timedelta(seconds=timeout)
+    visible = (QUEUE.c.queue == queue, QUEUE.c.visible_at <= now, QUEUE.c.expires_at > now)
+    candidates = tx.conn.execute(
+        select(QUEUE.c.id, QUEUE.c.pop_receipt)
+        .where(*visible)
+        .order_by(QUEUE.c.visible_at, QUEUE.c.inserted_at)
+        .limit(limit)
+    ).all()
+    claimed: list[str] = []
+    for message_id, receipt in candidates:
+        same = QUEUE.c.pop_receipt.is_(None) if receipt is None else QUEUE.c.pop_receipt == receipt
+        result = tx.conn.execute(
+            update(QUEUE)
+            .where(QUEUE.c.id == message_id, same, QUEUE.c.visible_at <= now)
+            .values(
+                pop_receipt=new_id(),
+                visible_at=hidden_until,
+                dequeue_count=QUEUE.c.dequeue_count + 1,
+            )
+        )
+        if result.rowcount == 1:
+            claimed.append(message_id)
+    if not claimed:
+        return []
+    rows = tx.conn.execute(select(QUEUE).where(QUEUE.c.id.in_(claimed)))
+    return [
+        ReceivedMessage(
+            id=row.id,
+            pop_receipt=row.pop_receipt or "",
+            content=row.content,
+            dequeue_count=row.dequeue_count,
+            insertion_time=row.inserted_at,
+            expiration_time=row.expires_at,
+            next_visible_time=row.visible_at,
+        )
+        for row in rows
+    ]
+
+
+def _move(tx: Tx, *, message: ReceivedMessage, receipt: str, visible: datetime) -> bool:
+    result = tx.conn.execute(
+        update(QUEUE)
+        .where(QUEUE.c.id == message.id, QUEUE.c.pop_receipt == message.pop_receipt)
+        .values(pop_receipt=receipt, visible_at=visible)
+    )
+    return result.rowcount == 1
+
+
+def _delete(tx: Tx, *, message: ReceivedMessage) -> bool:
+    result = tx.conn.execute(
+        delete(QUEUE).where(QUEUE.c.id == message.id, QUEUE.c.pop_receipt == message.pop_receipt)
+    )
+    return result.rowcount == 1
 
 
 class AzureQueue:
