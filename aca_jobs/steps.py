@@ -20,6 +20,7 @@ from pathlib import Path
 
 from shared.db.direct import aclose_direct
 from shared.db.engine import get_engine
+from shared.platform.llm import aclose_model_clients
 
 log = logging.getLogger("aca_jobs")
 
@@ -39,6 +40,7 @@ def run_job(body: Callable[[], Awaitable[object]]) -> int:
         finally:
             await get_engine().dispose()
             await aclose_direct()
+            await aclose_model_clients()
 
     asyncio.run(main())
     return 0

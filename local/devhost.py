@@ -37,6 +37,7 @@ from shared.db import repo
 from shared.db.direct import aclose_direct
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
+from shared.platform.llm import aclose_model_clients
 from shared.platform.notify import close_notifier
 from shared.platform.queues import close_queue_backend
 from shared.runs.engine import close_leases
@@ -132,6 +133,7 @@ def build_asgi(*, queues: bool = False) -> Starlette:
             await close_leases()
             await close_notifier()
             await aclose_direct()
+            await aclose_model_clients()
 
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -4,14 +4,43 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import httpx2
 from agents import ModelProvider, ModelSettings, OpenAIProvider, RunConfig
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from shared.core.credentials import async_credential
 from shared.core.settings import Settings, get_settings
 from shared.platform.offline_model import OfflineModelProvider
 
 AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+# Model connections kept open between runs (the pool itself grows to the in-flight limit).
+KEEPALIVE_CONNECTIONS = 100
+_HTTP_CLIENTS: list[httpx2.AsyncClient] = []
+
+
+def _http_client(settings: Settings) -> httpx2.AsyncClient:
+    """The model client's HTTP transport: aiohttp (openai's `DefaultAioHttpClient`, the
+    `openai[aiohttp]` extra), with room for one connection per run in flight.
+
+    httpx's own pool scans all its connections on every request; with hundreds of runs waiting
+    on the model that scan cost more CPU than the runs (bench/scale.py).
+    """
+    limits = httpx2.Limits(
+        max_connections=max(KEEPALIVE_CONNECTIONS, settings.max_in_flight_runs),
+        max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+    )
+    client = DefaultAioHttpClient(limits=limits)
+    _HTTP_CLIENTS.append(client)
+    return client
+
+
+def _openai_client(settings: Settings, *, key: str | None) -> AsyncOpenAI:
+    """An AsyncOpenAI client for OpenAI or a compatible server (OPENAI_BASE_URL)."""
+    return AsyncOpenAI(
+        api_key=key, base_url=settings.openai_base_url, http_client=_http_client(settings)
+    )
 
 
 def _azure_client(settings: Settings) -> AsyncOpenAI:
@@ -22,7 +51,14 @@ def _azure_client(settings: Settings) -> AsyncOpenAI:
     return AsyncOpenAI(
         base_url=f"{endpoint}/openai/v1/",
         api_key=get_bearer_token_provider(async_credential(), AZURE_OPENAI_SCOPE),
+        http_client=_http_client(settings),
     )
+
+
+async def aclose_model_clients() -> None:
+    """Close the model clients' connections (at shutdown)."""
+    while _HTTP_CLIENTS:
+        await _HTTP_CLIENTS.pop().aclose()
 
 
 def build_model_provider(settings: Settings) -> ModelProvider:
@@ -32,14 +68,13 @@ def build_model_provider(settings: Settings) -> ModelProvider:
         case "offline":
             return OfflineModelProvider()
         case "openai":
-            return OpenAIProvider(api_key=key, base_url=settings.openai_base_url)
+            return OpenAIProvider(openai_client=_openai_client(settings, key=key))
         case "azure":
             return OpenAIProvider(openai_client=_azure_client(settings), use_responses=False)
         case "compatible":
             # Gemini, vLLM, llama.cpp and Ollama speak Chat Completions, not Responses.
-            return OpenAIProvider(
-                api_key=key or "unused", base_url=settings.openai_base_url, use_responses=False
-            )
+            client = _openai_client(settings, key=key or "unused")
+            return OpenAIProvider(openai_client=client, use_responses=False)
 
 
 @lru_cache(maxsize=1)

@@ -432,7 +432,9 @@ async def _execute(
             answer = reviews.released_answer(resumed)
             await history.session.add_items([{"role": "assistant", "content": answer}])
             return await _end(ex, history, "success", output=answer, last_agent=resumed.pause.agent)
-        agent = get_agent(run.agent)
+        # A clone per run: the SDK checks every concurrent run of one Agent object for tool
+        # changes on each turn, which costs O(runs) each at a thousand runs in flight.
+        agent = get_agent(run.agent).clone()
         context = RunContext(run.tenant_id, run.user_id or "", run.thread_id, run.id)
         given: Any
         if resumed is not None:

@@ -32,21 +32,23 @@ and that fallback is kept LOCAL_TTL_SECONDS so a dead database is not asked on e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from sqlalchemy import Row, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.errors import NotFound, ServiceUnavailable
 from shared.core.settings import get_settings
-from shared.db import repo
-from shared.db.engine import db_session
+from shared.db import direct, repo
+from shared.db.direct import Tx
 from shared.db.models import utcnow
 from shared.db.security_models import TenantLimits
 from shared.platform import cache as cache_mod
@@ -85,7 +87,7 @@ class Overrides:
     tokens_per_day: int | None = None
 
     @classmethod
-    def of_row(cls, row: TenantLimits | None) -> Overrides:
+    def of_row(cls, row: TenantLimits | Row[Any] | None) -> Overrides:
         """The overrides a `tenant_limits` row holds (none for a tenant without a row)."""
         if row is None:
             return NO_OVERRIDES
@@ -164,6 +166,7 @@ class LimitsResolver:
         self._clock = clock
         self._ttl = ttl
         self._entries: dict[str, tuple[float, Overrides]] = {}
+        self._loading: dict[str, asyncio.Task[Overrides]] = {}
         self._db_degraded = False
 
     def remember(self, tenant_id: str, overrides: Overrides) -> None:
@@ -184,9 +187,20 @@ class LimitsResolver:
         held = self._entries.get(tenant_id)
         if held is not None and held[0] > self._clock():
             return held[1]
-        found = await self._load(tenant_id)
-        self.remember(tenant_id, found)
-        return found
+        # One load per tenant at a time: a burst of requests after expiry shares it.
+        loop = asyncio.get_running_loop()
+        task = self._loading.get(tenant_id)
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = loop.create_task(self._load(tenant_id))
+            self._loading[tenant_id] = task
+            task.add_done_callback(lambda done: self._loaded(tenant_id, done))
+        return await asyncio.shield(task)
+
+    def _loaded(self, tenant_id: str, task: asyncio.Task[Overrides]) -> None:
+        if self._loading.get(tenant_id) is task:
+            del self._loading[tenant_id]
+        if not task.cancelled() and task.exception() is None:
+            self.remember(tenant_id, task.result())
 
     async def effective(self, tenant_id: str) -> Budgets:
         """The tenant's effective budgets under the current settings."""
@@ -201,8 +215,7 @@ class LimitsResolver:
             if hit is not None:
                 return hit
         try:
-            async with db_session() as db:
-                row = await db.get(TenantLimits, tenant_id)
+            row = await direct.read(lambda tx: _limits_row(tx, tenant_id))
         except (SQLAlchemyError, OSError) as exc:
             if not self._db_degraded:
                 self._db_degraded = True
@@ -218,6 +231,11 @@ class LimitsResolver:
         if cache is not None:
             await cache.set(key, found.dumps(), REDIS_TTL_SECONDS, only_if_absent=True)
         return found
+
+
+def _limits_row(tx: Tx, tenant_id: str) -> Row[Any] | None:
+    table = TenantLimits.__table__  # type: ignore[attr-defined]
+    return tx.conn.execute(select(table).where(table.c.tenant_id == tenant_id)).first()
 
 
 _resolver = LimitsResolver()

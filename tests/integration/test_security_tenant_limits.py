@@ -9,6 +9,7 @@ real one (127.0.0.1:6379 unless REDIS_URL says otherwise); "another instance" is
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -306,15 +307,15 @@ async def test_a_change_applies_at_once_on_the_instance_that_made_it(database: N
 
 @pytest.fixture
 def db_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every database session the limits resolver opens."""
+    """Record every database read of the limits resolver."""
     opened: list[str] = []
-    real = tenant_limits.db_session
+    real = tenant_limits._limits_row
 
-    def counting() -> Any:
-        opened.append("session")
-        return real()
+    def counting(tx: Any, tenant_id: str) -> Any:
+        opened.append("read")
+        return real(tx, tenant_id)
 
-    monkeypatch.setattr(tenant_limits, "db_session", counting)
+    monkeypatch.setattr(tenant_limits, "_limits_row", counting)
     return opened
 
 
@@ -338,6 +339,16 @@ async def test_repeated_checks_within_the_ttl_do_no_io(
     for _ in range(50):
         await resolver.effective(tenant)
     assert (len(db_reads), redis_reads) == (1, [])
+
+
+async def test_a_burst_of_checks_on_a_cold_cache_reads_the_database_once(
+    database: None, db_reads: list[str]
+) -> None:
+    """Concurrent checks of a tenant the process has not cached share one database read."""
+    tenant = await _tenant()
+    resolver = LimitsResolver(clock=Clock(0.0))
+    budgets = await asyncio.gather(*(resolver.effective(tenant) for _ in range(50)))
+    assert (len(db_reads), len(set(budgets))) == (1, 1)
 
 
 async def test_another_instance_applies_a_change_within_the_local_ttl(
