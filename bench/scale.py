@@ -7,6 +7,10 @@ in a temporary data dir unless `--database-url`, rate and concurrency limits off
 `MODEL_PROVIDER=compatible`, `OPENAI_BASE_URL=<fake model>/v1`, `OPENAI_API_KEY=unused`,
 `ASCENT_MAX_IN_FLIGHT_RUNS=<runs>`). After a warm-up of a few runs of each kind it measures:
 
+0. **SDK alone** (printed last): `--runs` concurrent `Runner.run_streamed` of the same agent and
+   input in a process of their own (bench/sdk_floor.py), through Ascent's model seam and the
+   same fake model, no host: what one Python process does with the SDK and nothing else, the
+   floor for the sync phase. The sync and background walls are printed as ratios to it.
 1. **client floor**: `--runs` concurrent chat completions sent by this process straight to the
    fake model with the same HTTP clients as the phases below. No host is involved: it is the
    best wall time the phases can show on this machine (model latency + the client's own cost).
@@ -54,7 +58,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -424,6 +430,18 @@ class Results:
     phases: list[Phase] = field(default_factory=list)
     rss_start: float = 0.0
     notes: list[str] = field(default_factory=list)
+    sdk: dict[str, float] = field(default_factory=dict)
+
+
+def sdk_floor(model_url: str, runs: int) -> dict[str, float]:
+    """The same runs through the Agents SDK alone, in a process of its own (bench/sdk_floor.py)."""
+    command = [sys.executable, "-m", "bench.sdk_floor", "--base-url", model_url]
+    command += ["--runs", str(runs), "--input", PROMPT]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.sdk_floor failed:\n{done.stderr[-2000:]}")
+    found: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
 
 
 async def measure(host: Host, model_url: str, args: argparse.Namespace, results: Results) -> None:
@@ -455,6 +473,12 @@ async def measure(host: Host, model_url: str, args: argparse.Namespace, results:
             f"warm-up: {warm.ok + warm_bg.ok} of {2 * WARM_RUNS} runs succeeded, e.g. "
             f"{next(iter(warm.errors | warm_bg.errors), '')}"
         )
+
+    print(f"phase SDK alone: {args.runs} runs in a process of their own ...", flush=True)
+    await settle(model_url, host)
+    model_stats(model_url, reset=True)
+    results.sdk = await asyncio.to_thread(sdk_floor, model_url, args.runs)
+    results.sdk["max_in_flight"] = float(model_stats(model_url).get("max_in_flight", 0))
 
     for name in ("client floor", "sync", "background"):
         if host.process.poll() is not None:
@@ -550,6 +574,17 @@ def report(args: argparse.Namespace, host: Host, results: Results, total: float)
             f"{_seconds(p.percentile(50)):>6} {_seconds(p.percentile(95)):>6} {rss:>8} "
             f"{p.model.get('max_in_flight', '-'):>14}  {_verdict(p)}"
         )
+    if results.sdk:
+        sdk = results.sdk
+        print(
+            f"{'SDK alone':<13} {args.runs:>5} {sdk['ok']:>5.0f} {args.runs - sdk['ok']:>6.0f} "
+            f"{sdk['wall']:>7.2f} {sdk['ok'] / sdk['wall']:>7.1f} {'-':>6} {'-':>6} {'-':>8} "
+            f"{sdk['max_in_flight']:>14.0f}  the floor for one Python process: "
+            f"{sdk['cpu'] / args.runs * 1000:.1f} ms CPU per run"
+        )
+        for p in results.phases:
+            if p.name in ("sync", "background") and p.ok:
+                print(f"  {p.name} wall / SDK alone wall: {p.wall / sdk['wall']:.2f}")
     if any(p.cut_short for p in results.phases):
         print(f"* cut short by --phase-timeout {args.phase_timeout:g} s (wall = the timeout)")
     print()

@@ -35,11 +35,13 @@ can reach the app, so a forged event is dropped) and hands them to the handlers 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final, Protocol
 
 from sqlalchemy import Row, bindparam, func, insert, select
@@ -256,6 +258,14 @@ class DaprTransport:
             self._client = None
 
 
+@lru_cache(maxsize=8)
+def _subscriber(topic: str) -> Callable[[Any], Awaitable[Any]]:
+    """The HTTP function subscribed to `topic` (imported on first use: functions/ is above)."""
+    module, name = SUBSCRIPTIONS[topic]
+    found: Callable[[Any], Awaitable[Any]] = getattr(importlib.import_module(module), name)
+    return found
+
+
 class InProcessTransport:
     """Delivery to the subscribed HTTP function itself, as Dapr would POST it."""
 
@@ -263,15 +273,12 @@ class InProcessTransport:
 
     async def publish(self, envelope: Json) -> None:
         """Call each subscription's user function with the CloudEvent as a POST request."""
-        import importlib
-
         from starlette.requests import Request
 
         topic = get_settings().dapr_topic
         if topic not in SUBSCRIPTIONS:
             return  # nobody subscribes to this topic in-process
-        module, name = SUBSCRIPTIONS[topic]
-        handler = getattr(importlib.import_module(module), name)
+        handler = _subscriber(topic)
         body = json.dumps(envelope).encode()
         sent = False
 
@@ -338,6 +345,11 @@ class DrainReport:
 
 Handler = Callable[[Json], Awaitable[None]]
 _HANDLERS: list[tuple[frozenset[str] | None, Handler]] = []
+
+
+def has_handlers() -> bool:
+    """Whether anything in this process acts on received events."""
+    return bool(_HANDLERS)
 
 
 def subscribe(handler: Handler, *, types: Iterable[str] | None = None) -> Handler:

@@ -144,3 +144,22 @@ async def test_the_subscription_drops_events_that_are_not_in_the_outbox(tenant: 
     finally:
         events.unsubscribe(handler)
     assert got == []
+
+
+async def test_without_a_sidecar_or_a_handler_a_drain_marks_every_event_published(
+    tenant: str,
+) -> None:
+    """In-process, with nothing subscribed, one drain records every due event as delivered."""
+    from sqlalchemy import func, select
+
+    from shared.db import direct
+    from shared.outbox.drain import OUTBOX
+
+    await _three_runs(tenant)
+    report = await drain()
+
+    def unpublished(tx: direct.Tx) -> int:
+        count = select(func.count()).where(OUTBOX.c.published_at.is_(None))
+        return int(tx.conn.scalar(count) or 0)
+
+    assert (report.published, await direct.read(unpublished)) == (9, 0)
