@@ -56,6 +56,17 @@ class LiveRun:
         self.ended = True
         self._changed.set()
 
+    async def started(self, within: float) -> bool:
+        """Wait until this execution emitted an event or stopped; False after `within` s."""
+        try:
+            async with asyncio.timeout(within):
+                while not self.events and not self.ended:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def follow(self, after: int) -> AsyncIterator[EventRow]:
         """The events after seq `after`, as they come, until this execution's `end`."""
         index = 0

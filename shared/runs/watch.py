@@ -105,10 +105,11 @@ async def follow(*, tenant_id: str, run_id: str, after: int = 0) -> AsyncIterato
     keep its connection alive. Returns early when the run is gone.
     """
     keepalive = get_settings().stream_keepalive_seconds
+    caught_up = False  # every stored event up to `after` has been read
     with watch(run_id) as wakes:
         while True:
             here = live_runs.live_run(run_id)
-            if here is not None and after + 1 >= here.first_seq:
+            if here is not None and _joinable(here, after, caught_up):
                 async for row in _follow_live(here, after, keepalive):
                     yield row
                     if row is None:
@@ -127,16 +128,31 @@ async def follow(*, tenant_id: str, run_id: str, after: int = 0) -> AsyncIterato
                     return
             if len(rows) == PAGE:
                 continue
+            caught_up = True
             if not rows:
                 status = await direct.read(
                     lambda tx: run_status(tx, tenant_id=tenant_id, run_id=run_id)
                 )
                 if status is None:
                     return
-            if live_runs.live_run(run_id) is not None:
+            here = live_runs.live_run(run_id)
+            if here is not None and not here.ended and not here.events:
+                # Executing here but not started (a resume waiting for its turn): its first
+                # event wakes this follower in-process. Awaiting it, not re-reading at once,
+                # matters: SQLite reads run on the loop and a spin would starve the executor.
+                if not await here.started(keepalive):
+                    yield None
+                continue
+            if here is not None and not here.ended and _joinable(here, after, caught_up):
                 continue
             if not await wakes.wait(keepalive):
                 yield None
+
+
+def _joinable(here: live_runs.LiveRun, after: int, caught_up: bool) -> bool:
+    """Whether a follower at `after` can take the rest from the live run: it holds the next
+    event, or it has emitted nothing yet and the follower has read the whole log."""
+    return after + 1 >= here.first_seq or (caught_up and not here.events and not here.ended)
 
 
 async def _follow_live(
