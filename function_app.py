@@ -12,6 +12,7 @@ from functions import (
     agents_http,
     crons_http,
     events_http,
+    fallback_http,
     health_http,
     openai_http,
     openapi_http,
@@ -39,3 +40,5 @@ app.register_functions(crons_http.bp)
 app.register_functions(events_http.bp)
 app.register_functions(runs_queue.bp)
 app.register_functions(reviews_http.bp)
+# Last: the catch-all answers what no route above serves (problem+json 404/405, CORS preflight).
+app.register_functions(fallback_http.blueprint_for(app))

@@ -17,6 +17,7 @@ from shared.api.protocol_http import (
     query_modes,
     run_paths,
     sse_response,
+    thread_sse_response,
 )
 from shared.core.errors import ValidationFailed
 from shared.db.views import run_json
@@ -102,11 +103,18 @@ async def _delete(req: Request) -> Response:
     return Response(status_code=204)
 
 
+def _action(req: Request) -> str:
+    action = str(req.query_params.get("action", "interrupt"))
+    if action not in ("interrupt", "rollback"):
+        raise ValidationFailed("action must be 'interrupt' or 'rollback'.")
+    return action
+
+
 async def _cancel(req: Request) -> Response:
     principal = await principal_of(req)
-    action = req.query_params.get("action", "interrupt")
-    if action != "interrupt":
-        raise ValidationFailed("Only action=interrupt is supported.")
+    if _action(req) == "rollback":
+        await protocol.rollback_run(principal, req.path_params["run_id"], thread_id=_thread_of(req))
+        return Response(status_code=204)
     run = await protocol.cancel_run(
         principal,
         req.path_params["run_id"],
@@ -223,6 +231,44 @@ async def protocol_cancel_run(req: Request) -> Response:
     return await _cancel(req)
 
 
+@bp.route(route="runs/cancel", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Cancel many runs",
+    description="Cancel the unfinished runs selected by thread_id, run_ids and status "
+    "(`pending`, `running` or `all`). Query `action`: `interrupt` (default) keeps what they "
+    "wrote; `rollback` also deletes them and what they added to their threads.",
+    request=protocol.RunsCancel,
+    status=204,
+    errors=[404],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_cancel_runs(req: Request) -> Response:
+    """Cancel every unfinished run the filters select."""
+    principal = await principal_of(req)
+    rollback = _action(req) == "rollback"
+    body = await read_json(req, protocol.RunsCancel)
+    await protocol.cancel_many(principal, body, rollback=rollback)
+    return Response(status_code=204)
+
+
+@bp.route(route="runs/batch", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Create a batch of background runs",
+    request=protocol.RunBatch,
+    response=_ARRAY,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_create_runs(req: Request) -> Response:
+    """Create several background runs at once (each as `POST /runs` would)."""
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.RunBatch)
+    runs = [await protocol.create_run(principal, one) for one in body.root]
+    return JSONResponse([run_json(run) for run in runs])
+
+
 # --- LangGraph thread-scoped paths -----------------------------------------------------------
 
 
@@ -238,6 +284,31 @@ async def protocol_cancel_run(req: Request) -> Response:
 async def protocol_thread_create_run(req: Request) -> Response:
     """Create a background run on the thread."""
     return await _create(req)
+
+
+@bp.route(route="threads/{thread_id}/stream", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="Join a thread's stream (SSE)",
+    description="LangGraph `threads.join_stream`: the events of each unfinished run of the "
+    "thread in turn (event ids `<run id>/<seq>`, resumable with Last-Event-ID); the stream "
+    "ends when the thread has no unfinished run left.",
+    streaming=True,
+    errors=[404, 422],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_join_thread_stream(req: Request) -> Response:
+    """Stream the thread's unfinished runs, one after another."""
+    principal = await principal_of(req)
+    thread_id = req.path_params["thread_id"]
+    header = req.headers.get("last-event-id") or req.query_params.get("last_event_id")
+    last = protocol.parse_thread_event_id(header)
+    # `run_modes` (the SDK's default) means each run's own modes.
+    modes = [m for m in query_modes(req, extra=("run_modes",)) or [] if m != "run_modes"]
+    await protocol.visible_thread(principal, thread_id)  # 404 before the stream starts
+    return thread_sse_response(
+        protocol.stream_thread(principal, thread_id, last=last, modes=modes or None)
+    )
 
 
 @bp.route(route="threads/{thread_id}/runs", methods=["GET"], auth_level=ANON)

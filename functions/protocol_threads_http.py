@@ -1,4 +1,5 @@
-"""Agent Protocol threads: create, search, get, patch, delete, history and copy; and the
+"""Agent Protocol threads: create, search, count, prune, get, patch, delete, state, history and
+copy; and the
 grants that share a user's thread with other users of the tenant
 (shared/security/thread_access.py)."""
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared.api import protocol
+from shared.api import protocol, thread_state
 from shared.api.http import api, principal_of, read_json
 from shared.api.openapi import documented
 from shared.api.protocol_http import query_int
@@ -64,6 +65,110 @@ async def protocol_search_threads(req: Request) -> Response:
     return JSONResponse(await protocol.search_threads(principal, body))
 
 
+@bp.route(route="threads/count", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Count threads",
+    request=protocol.ThreadCount,
+    response={"type": "integer", "minimum": 0},
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_count_threads(req: Request) -> Response:
+    """How many of the tenant's threads match the metadata, values and status filters."""
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.ThreadCount)
+    return JSONResponse(await protocol.count_threads(principal, body))
+
+
+@bp.route(route="threads/prune", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Prune threads",
+    request=protocol.ThreadPrune,
+    response=_OBJECT,
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_prune_threads(req: Request) -> Response:
+    """Delete threads by id (`delete`), or keep only their newest written checkpoint."""
+    principal = await principal_of(req)
+    body = await read_json(req, protocol.ThreadPrune)
+    return JSONResponse(await protocol.prune_threads(principal, body))
+
+
+@bp.route(route="threads/{thread_id}/state", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="A thread's current state",
+    description="LangGraph `ThreadState`: values (messages), next, tasks with interrupts while a "
+    "run is paused for review, and the checkpoint that history and copy agree with.",
+    response=_OBJECT,
+    errors=[404],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_get_thread_state(req: Request) -> Response:
+    """The thread's newest state."""
+    principal = await principal_of(req)
+    return JSONResponse(await thread_state.get_state(principal, req.path_params["thread_id"]))
+
+
+@bp.route(route="threads/{thread_id}/state", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Update a thread's state",
+    description="`values.messages` are appended to the conversation, other keys merged into "
+    "the thread's values, as a new checkpoint. 409 while a run holds or pauses the thread; "
+    "422 for a checkpoint other than the current one.",
+    request=thread_state.StateUpdate,
+    response=_OBJECT,
+    errors=[404, 409],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_update_thread_state(req: Request) -> Response:
+    """Write a new state on top of the thread's current one."""
+    principal = await principal_of(req)
+    body = await read_json(req, thread_state.StateUpdate)
+    update = await thread_state.update_state(principal, req.path_params["thread_id"], body)
+    return JSONResponse(update)
+
+
+@bp.route(route="threads/{thread_id}/state/checkpoint", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="A thread's state at a checkpoint",
+    request=thread_state.StateAt,
+    response=_OBJECT,
+    errors=[404],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_state_at(req: Request) -> Response:
+    """The thread's state at the given checkpoint."""
+    principal = await principal_of(req)
+    body = await read_json(req, thread_state.StateAt)
+    state = await thread_state.get_state(
+        principal,
+        req.path_params["thread_id"],
+        checkpoint_id=body.checkpoint.checkpoint_id,
+    )
+    return JSONResponse(state)
+
+
+@bp.route(route="threads/{thread_id}/state/{checkpoint_id}", methods=["GET"], auth_level=ANON)
+@documented(
+    summary="A thread's state at a checkpoint id",
+    response=_OBJECT,
+    errors=[404],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_state_by_id(req: Request) -> Response:
+    """The thread's state at the checkpoint with this id."""
+    principal = await principal_of(req)
+    state = await thread_state.get_state(
+        principal, req.path_params["thread_id"], checkpoint_id=req.path_params["checkpoint_id"]
+    )
+    return JSONResponse(state)
+
+
 @bp.route(route="threads/{thread_id}", methods=["GET"], auth_level=ANON)
 @documented(summary="Get a thread", response=_OBJECT, errors=[404], tags=["agent-protocol"])
 @api
@@ -116,7 +221,7 @@ async def protocol_thread_history(req: Request) -> Response:
     if req.method == "POST":
         body = await read_json(req, protocol.Page)
         limit = body.limit
-    states = await protocol.thread_history(principal, req.path_params["thread_id"], limit=limit)
+    states = await thread_state.history(principal, req.path_params["thread_id"], limit=limit)
     return JSONResponse(states)
 
 
@@ -126,7 +231,7 @@ async def protocol_thread_history(req: Request) -> Response:
 async def protocol_copy_thread(req: Request) -> Response:
     """Copy a thread's metadata, values and conversation into a new thread."""
     principal = await principal_of(req)
-    return JSONResponse(await protocol.copy_thread(principal, req.path_params["thread_id"]))
+    return JSONResponse(await thread_state.copy(principal, req.path_params["thread_id"]))
 
 
 @bp.route(route="threads/{thread_id}/grants", methods=["GET"], auth_level=ANON)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from agents import Agent, function_tool
+from agents import Agent, RunContextWrapper, function_tool
 from pydantic import Field
+
+from shared.core.context import RunContext, emit_progress
 
 NAME = "tech_support"
 DESCRIPTION = (
@@ -27,12 +29,16 @@ ERROR_CODES: dict[str, str] = {
 
 
 @function_tool
-def lookup_error(code: Annotated[str, Field(pattern=r"E\d{3}")]) -> str:
+def lookup_error(
+    ctx: RunContextWrapper[RunContext], code: Annotated[str, Field(pattern=r"E\d{3}")]
+) -> str:
     """Look up what an error code means and how to fix it.
 
     Args:
         code: The error code, such as E404.
     """
+    # Progress a client sees live with stream_mode="custom" (shared/core/context.py).
+    emit_progress(ctx, {"tool": "lookup_error", "code": code, "step": "searching the table"})
     return f"{code}: {ERROR_CODES.get(code, 'Unknown error code; send us the full message.')}"
 
 

@@ -12,6 +12,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from shared.api import cors
 from shared.core.errors import (
     AscentError,
     BadRequest,
@@ -57,12 +58,14 @@ def api(handler: Handler) -> Handler:
     async def wrapper(req: Request) -> Response:
         install_redaction()  # idempotent; lazily on the first request, never at import
         try:
-            return await handler(req)
+            response = await handler(req)
         except AscentError as error:
-            return problem_from(error)
+            response = problem_from(error)
         except Exception:
             log.exception("unhandled error in %s", handler.__name__)
-            return problem(500, "internal", "Internal error", "The server failed; try again.")
+            response = problem(500, "internal", "Internal error", "The server failed; try again.")
+        response.headers.update(cors.response_headers(req.headers.get("origin")))
+        return response
 
     return wrapper
 

@@ -75,6 +75,8 @@ class Operation:
     headers: Mapping[str, str] = field(default_factory=dict)
     response_headers: Mapping[str, str] = field(default_factory=dict)
     responses: Mapping[int, tuple[str, Body]] = field(default_factory=dict)
+    # Left out of the document (the catch-all route: it serves no path of its own).
+    hidden: bool = False
 
 
 def documented(
@@ -93,6 +95,7 @@ def documented(
     headers: Mapping[str, str] | None = None,
     response_headers: Mapping[str, str] | None = None,
     responses: Mapping[int, tuple[str, Body]] | None = None,
+    hidden: bool = False,
 ) -> Callable[[F], F]:
     """Record a handler's OpenAPI metadata on it (place it between `@bp.route` and `@api`).
 
@@ -117,6 +120,7 @@ def documented(
         headers=dict(headers or {}),
         response_headers=dict(response_headers or {}),
         responses=dict(responses or {}),
+        hidden=hidden,
     )
 
     def mark(handler: F) -> F:
@@ -373,6 +377,8 @@ def build_document(app: Any, *, prefix: str | None = None) -> dict[str, Any]:
     }
     schemas = _Schemas()
     for function in sorted(http_functions(app), key=lambda f: (f.route, f.name)):
+        if function.operation is not None and function.operation.hidden:
+            continue
         path, params = openapi_path(function.route)
         item = document["paths"].setdefault(path, {})
         for method in function.methods:

@@ -18,7 +18,10 @@ output; its thread goes back to `idle`.
 
 Multitask (a run for a busy thread). `multitask_strategy="reject"` (the default) answers 409
 when the thread is busy or has runs waiting; `"enqueue"` persists the run `pending` and it
-starts when the thread is free, in creation order. `interrupt` and `rollback` are refused (422).
+starts when the thread is free, in creation order. `interrupt` cancels the thread's active,
+pending and paused runs (keeping what they wrote), then starts the new run; `rollback` cancels
+them and also deletes them and what they added to the conversation. Both wait (pushed, at most
+STOP_WAIT_SECONDS) for the cancelled runs to end, and answer 409 if one has not.
 
 Stateless runs (no `thread_id`) run on a new thread; `on_completion="delete"` (their default)
 deletes that thread and its conversation when the run ends, and keeps the run (thread_id null).
@@ -34,7 +37,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -49,7 +52,14 @@ from shared.memory.sessions import build_session
 from shared.outbox.webhooks import check_scheme
 from shared.runs import reviews, service
 from shared.runs.dispatch import spawn
-from shared.runs.messages import ALL_MODES, STREAM_MODES, selected_events, sse, to_messages
+from shared.runs.messages import (
+    ALL_MODES,
+    STREAM_MODES,
+    selected_events,
+    sse,
+    sse_named,
+    to_messages,
+)
 from shared.runs.records import NewRun
 from shared.runs.watch import PAGE, follow, read_events
 from shared.security import thread_access
@@ -57,6 +67,11 @@ from shared.security.auth import Principal
 
 Json = dict[str, Any]
 MAX_PAGE = 1000
+MAX_BATCH = 100  # runs per `POST /runs/batch`
+# How long `interrupt`/`rollback` (and cancel with action=rollback) wait for a cancelled run
+# to end before answering 409: a live executor hears a cancel within milliseconds; a dead one
+# is recovered by the sweeper only after its lease expires.
+STOP_WAIT_SECONDS = 30.0
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}
 _ROLES |= {"system": "system", "developer": "developer"}
 
@@ -100,6 +115,21 @@ class ThreadSearch(Page):
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
 
 
+class ThreadCount(_Body):
+    """Body of `POST /threads/count`: the search filters, without paging."""
+
+    metadata: Json | None = None
+    values: Json | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+
+
+class ThreadPrune(_Body):
+    """Body of `POST /threads/prune`."""
+
+    thread_ids: list[uuid.UUID] = Field(..., min_length=1, max_length=MAX_PAGE)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
 class ThreadPatch(_Body):
     """Body of `PATCH /threads/{thread_id}`: merge metadata and values, append messages."""
 
@@ -117,6 +147,14 @@ class RunSearch(Page):
     )
     thread_id: uuid.UUID | None = None
     agent_id: str | None = None
+
+
+class RunsCancel(_Body):
+    """Body of `POST /runs/cancel`: which runs to cancel (at least one filter)."""
+
+    thread_id: uuid.UUID | None = None
+    run_ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=MAX_PAGE)
+    status: Literal["pending", "running", "all"] | None = None
 
 
 class RunCreate(_Body):
@@ -159,6 +197,12 @@ class RunCreate(_Body):
         return [self.stream_mode] if isinstance(self.stream_mode, str) else self.stream_mode
 
 
+class RunBatch(RootModel[list[RunCreate]]):
+    """Body of `POST /runs/batch`: background runs to create, in order."""
+
+    root: list[RunCreate] = Field(..., min_length=1, max_length=MAX_BATCH)
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -175,7 +219,7 @@ def parse_id(value: str, kind: str) -> str:
         raise NotFound(f"No {kind} {value!r}.") from None
 
 
-def _message_items(messages: list[Json]) -> list[Json]:
+def message_items(messages: list[Json]) -> list[Json]:
     """Agent Protocol / LangGraph messages as Agents SDK input items."""
     items: list[Json] = []
     for index, message in enumerate(messages):
@@ -210,7 +254,7 @@ def normalize_input(body: RunCreate) -> list[Json]:
             raise ValidationFailed("The input must not be blank.")
         items = [{"role": "user", "content": given}]
     elif isinstance(given, list) and given:
-        items = _message_items(given)
+        items = message_items(given)
     else:
         raise ValidationFailed("Give an input: a string or a list of messages.")
     total = sum(len(i["content"]) for i in items)
@@ -299,7 +343,7 @@ def agent_schemas(agent_id: str) -> Json:
 
 async def thread_items(principal: Principal, thread_id: str) -> list[Any]:
     """A thread's conversation history (SDK items), oldest first (404 unless visible)."""
-    thread = await _thread(principal, thread_id)
+    thread = await visible_thread(principal, thread_id)
     session = build_session(principal.tenant_id, thread.id)
     return await session.get_items(limit=get_settings().history_limit)
 
@@ -309,7 +353,9 @@ async def _messages(tenant_id: str, thread_id: str) -> list[Json]:
     return to_messages(items)
 
 
-def thread_json(thread: Thread, messages: list[Json] | None = None) -> Json:
+def thread_json(
+    thread: Thread, messages: list[Json] | None = None, interrupts: Json | None = None
+) -> Json:
     """A thread in Agent Protocol shape (`messages` also inside `values` for LangGraph)."""
     values = dict(thread.values_ or {})
     body: Json = {
@@ -319,7 +365,7 @@ def thread_json(thread: Thread, messages: list[Json] | None = None) -> Json:
         "metadata": thread.metadata_ or {},
         "status": thread.status,
         "values": values,
-        "interrupts": {},
+        "interrupts": interrupts or {},
     }
     if messages is not None:
         body["values"] = {**values, "messages": messages}
@@ -327,7 +373,20 @@ def thread_json(thread: Thread, messages: list[Json] | None = None) -> Json:
     return body
 
 
-async def _thread(principal: Principal, thread_id: str) -> Thread:
+async def interrupts_of(tenant_id: str, thread: Thread) -> Json:
+    """A paused thread's interrupts keyed by its paused run (LangGraph's task id), else {}."""
+    if thread.status != "interrupted" or thread.active_run_id is None:
+        return {}
+    async with db_session() as db:
+        event = await repo.last_run_event(
+            session=db, tenant_id=tenant_id, run_id=thread.active_run_id, event="values"
+        )
+    data = event.data if event is not None and isinstance(event.data, dict) else {}
+    found = data.get("__interrupt__") or []
+    return {thread.active_run_id: found} if found else {}
+
+
+async def visible_thread(principal: Principal, thread_id: str) -> Thread:
     """The thread if the principal sees it; else 404, the same as for a missing thread."""
     async with db_session() as db:
         thread = await thread_access.find_thread(db, principal, parse_id(thread_id, "thread"))
@@ -378,19 +437,58 @@ async def search_threads(principal: Principal, body: ThreadSearch) -> list[Json]
         for t in threads
         if _matches(t.metadata_, body.metadata) and _matches(t.values_, body.values)
     ]
-    return [thread_json(t) for t in found[body.offset : body.offset + body.limit]]
+    page = found[body.offset : body.offset + body.limit]
+    return [thread_json(t, interrupts=await interrupts_of(principal.tenant_id, t)) for t in page]
+
+
+async def count_threads(principal: Principal, body: ThreadCount) -> int:
+    """How many of the threads the principal sees match the filters."""
+    async with db_session() as db:
+        threads = await repo.search_threads(
+            session=db,
+            tenant_id=principal.tenant_id,
+            status=body.status,
+            visible=thread_access.thread_visible(principal),
+        )
+    return sum(
+        1
+        for t in threads
+        if _matches(t.metadata_, body.metadata) and _matches(t.values_, body.values)
+    )
+
+
+async def prune_threads(principal: Principal, body: ThreadPrune) -> Json:
+    """Delete the given threads (`delete`), or drop all but their newest written checkpoint
+    (`keep_latest`). Ids the principal does not see, and threads a run holds, are skipped."""
+    pruned = 0
+    for given in dict.fromkeys(str(t) for t in body.thread_ids):
+        async with db_session() as db:
+            thread = await thread_access.find_thread(db, principal, given)
+        if thread is None or thread.status in ("busy", "interrupted"):
+            continue
+        if body.strategy == "delete":
+            await delete_thread(principal, thread.id)
+        else:
+            async with db_session() as db:
+                await repo.keep_latest_checkpoint(
+                    session=db, tenant_id=principal.tenant_id, thread_id=thread.id
+                )
+                await db.commit()
+        pruned += 1
+    return {"pruned_count": pruned}
 
 
 async def get_thread(principal: Principal, thread_id: str) -> Json:
     """One thread with its current messages."""
-    thread = await _thread(principal, thread_id)
-    return thread_json(thread, await _messages(principal.tenant_id, thread.id))
+    thread = await visible_thread(principal, thread_id)
+    messages = await _messages(principal.tenant_id, thread.id)
+    return thread_json(thread, messages, await interrupts_of(principal.tenant_id, thread))
 
 
 async def patch_thread(principal: Principal, thread_id: str, body: ThreadPatch) -> Json:
     """Merge metadata and values into a thread; append messages to its conversation."""
-    thread = await _thread(principal, thread_id)
-    items = _message_items(body.messages) if body.messages else []
+    thread = await visible_thread(principal, thread_id)
+    items = message_items(body.messages) if body.messages else []
     async with db_session() as db:
         current = await repo.get_thread(
             session=db, tenant_id=principal.tenant_id, thread_id=thread.id
@@ -412,7 +510,7 @@ async def patch_thread(principal: Principal, thread_id: str, body: ThreadPatch) 
 
 async def delete_thread(principal: Principal, thread_id: str) -> None:
     """Delete a thread, its runs, their events and its conversation (409 while runs are active)."""
-    thread = await _thread(principal, thread_id)
+    thread = await visible_thread(principal, thread_id)
     async with db_session() as db:
         active = [
             r
@@ -424,55 +522,6 @@ async def delete_thread(principal: Principal, thread_id: str) -> None:
     if active or thread.status == "busy":
         raise Conflict("The thread has active runs; cancel them first.")
     await service.delete_thread(principal.tenant_id, thread.id)
-
-
-async def thread_history(principal: Principal, thread_id: str, *, limit: int = 10) -> list[Json]:
-    """Past states of a thread, newest first: one per finished run (checkpoint_id = run id)."""
-    thread = await _thread(principal, thread_id)
-    async with db_session() as db:
-        runs = [
-            r
-            for r in await repo.search_runs(
-                session=db, tenant_id=principal.tenant_id, thread_id=thread.id
-            )
-            if r.history_len is not None
-        ]
-    runs.sort(key=lambda r: (aware(r.finished_at or r.created_at), r.id), reverse=True)
-    items = await build_session(principal.tenant_id, thread.id).get_items()
-    states: list[Json] = []
-    for run in runs[:limit]:
-        messages = to_messages(items[: run.history_len])
-        states.append(
-            {
-                "checkpoint": {"checkpoint_id": run.id, "thread_id": thread.id},
-                "values": {**(thread.values_ or {}), "messages": messages},
-                "messages": messages,
-                "metadata": {"run_id": run.id, "status": run.status, "agent_id": run.agent},
-                "created_at": iso(run.finished_at),
-                "next": [],
-                "tasks": [],
-            }
-        )
-    return states
-
-
-async def copy_thread(principal: Principal, thread_id: str) -> Json:
-    """A new thread, owned by the copier, with the same metadata, values and conversation
-    (runs and grants are not copied)."""
-    source = await _thread(principal, thread_id)
-    async with db_session() as db:
-        thread = await repo.create_thread(
-            session=db,
-            tenant_id=principal.tenant_id,
-            metadata=dict(source.metadata_ or {}),
-            values=dict(source.values_) if source.values_ else None,
-            owner_id=thread_access.owner_for(principal),
-        )
-        await db.commit()
-    items = await build_session(principal.tenant_id, source.id).get_items()
-    if items:
-        await build_session(principal.tenant_id, thread.id).add_items(items)
-    return thread_json(thread, to_messages(items))
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -490,8 +539,6 @@ async def _start_request(
     """Validate a run-creating body into the engine's NewRun (404, 409, 422 as documented)."""
     if body.agent not in CATALOG:
         raise NotFound(f"No agent {body.agent!r}.")
-    if body.multitask_strategy in ("interrupt", "rollback"):
-        raise ValidationFailed("multitask_strategy must be 'reject' or 'enqueue'.")
     items = normalize_input(body)
     if body.webhook is not None:
         check_scheme(body.webhook)
@@ -540,7 +587,8 @@ def new_run_request(
         metadata=body.metadata or {},
         config=body.config or {},
         webhook=body.webhook,
-        on_completion=body.on_completion or ("delete" if stateless else "keep"),
+        # Only a stateless run's own thread is ever deleted: on a client's thread it is `keep`.
+        on_completion=(body.on_completion or "delete") if stateless else "keep",
         on_disconnect=body.on_disconnect,
         multitask_strategy=body.multitask_strategy,
         stream_mode=body.modes or default_modes,
@@ -559,6 +607,7 @@ async def create_run(principal: Principal, body: RunCreate, *, thread_id: str | 
     if body.command is not None:
         return await _resume(principal, body, thread_id)
     new = await _start_request(principal, body, thread_id=thread_id, entry_point="runs")
+    await _make_room(principal, body, new.thread_id)
     return await service.submit(new)
 
 
@@ -600,8 +649,72 @@ async def start_here(
     new = await _start_request(
         principal, body, thread_id=thread_id, entry_point=entry_point, default_modes=default_modes
     )
+    await _make_room(principal, body, new.thread_id)
     handle = await service.run_here(new, principal=principal)
     return Started(handle.run, 0, handle)
+
+
+async def _make_room(principal: Principal, body: RunCreate, thread_id: str | None) -> None:
+    """`interrupt` / `rollback`: stop the thread's unfinished runs before the new one."""
+    if thread_id is None or body.multitask_strategy not in ("interrupt", "rollback"):
+        return
+    async with db_session() as db:
+        thread = await thread_access.find_thread(db, principal, thread_id)
+        if thread is None:
+            return  # the engine answers 404 (or creates it, with if_not_exists=create)
+        runs = await repo.search_runs(
+            session=db,
+            tenant_id=principal.tenant_id,
+            thread_id=thread.id,
+            visible=thread_access.run_visible(principal),
+        )
+    unfinished = [r for r in runs if _unfinished(r)]
+    await stop_runs(principal, unfinished, rollback=body.multitask_strategy == "rollback")
+
+
+def _unfinished(run: Run) -> bool:
+    """Pending, running, or paused for review."""
+    return run.status in ("pending", "running") or (run.status == "interrupted" and not run.error)
+
+
+async def stop_runs(
+    principal: Principal, runs: list[Run], *, rollback: bool, wait: bool = True
+) -> None:
+    """Cancel runs and wait (pushed) for each to end; with `rollback`, then delete them and
+    trim their thread's conversation back to where the earliest of them started.
+
+    Raises Conflict when a run has not ended within STOP_WAIT_SECONDS (its executor is gone
+    and its lease not yet expired): nothing is rolled back then.
+    """
+    for run in runs:
+        if run.status == "interrupted":
+            await reviews.cancel_paused_run(principal.tenant_id, run.id)
+        elif run.status in ("pending", "running"):
+            await service.cancel(principal.tenant_id, run.id)
+    if not (wait or rollback):
+        return
+    for run in runs:
+        status = await service.wait(principal.tenant_id, run.id, within=STOP_WAIT_SECONDS)
+        if status in ("pending", "running"):
+            raise Conflict(f"Run {run.id!r} is still stopping; retry shortly.")
+    if not rollback:
+        return
+    starts: dict[str, int] = {}
+    async with db_session() as db:
+        for run in runs:
+            ended = await db.get(Run, run.id)
+            if ended is None:
+                continue
+            if ended.thread_id is not None and ended.history_start is not None:
+                start = ended.history_start
+                starts[ended.thread_id] = min(start, starts.get(ended.thread_id, start))
+            await repo.delete_run(session=db, tenant_id=principal.tenant_id, run_id=run.id)
+        await db.commit()
+    for thread_id, start in starts.items():
+        session = build_session(principal.tenant_id, thread_id)
+        extra = len(await session.get_items()) - start
+        for _ in range(max(0, extra)):
+            await session.pop_item()
 
 
 async def resume_stream_start(principal: Principal, thread_id: str | None) -> int:
@@ -638,7 +751,7 @@ async def search_runs(
     first."""
     tid = thread_id or (str(body.thread_id) if body.thread_id else None)
     if thread_id is not None:
-        await _thread(principal, thread_id)
+        await visible_thread(principal, thread_id)
     async with db_session() as db:
         runs = await repo.search_runs(
             session=db,
@@ -679,6 +792,39 @@ async def cancel_run(
     if wait:
         await service.wait(principal.tenant_id, run.id)
     return await get_run(principal, run.id)
+
+
+async def rollback_run(principal: Principal, run_id: str, *, thread_id: str | None = None) -> None:
+    """Cancel a run, then delete it and what it added to its thread's conversation."""
+    run = await get_run(principal, run_id, thread_id=thread_id)
+    if run.status in repo.TERMINAL_RUN_STATUSES and not _unfinished(run):
+        raise Conflict(f"The run has already ended ({run.status}).")
+    await stop_runs(principal, [run], rollback=True)
+
+
+async def cancel_many(principal: Principal, body: RunsCancel, *, rollback: bool = False) -> int:
+    """Cancel the runs the filters select (unfinished ones only); how many were cancelled.
+
+    `run_ids` that the principal does not see are ignored; when none of them is seen, 404.
+    """
+    if body.thread_id is None and body.run_ids is None and body.status is None:
+        raise ValidationFailed("Give thread_id, run_ids or status.")
+    async with db_session() as db:
+        runs = await repo.search_runs(
+            session=db,
+            tenant_id=principal.tenant_id,
+            thread_id=str(body.thread_id) if body.thread_id else None,
+            visible=thread_access.run_visible(principal),
+        )
+    if body.run_ids is not None:
+        wanted = {str(r) for r in body.run_ids}
+        runs = [r for r in runs if r.id in wanted]
+        if not runs:
+            raise NotFound("None of the given runs was found.")
+    statuses = {"pending": ("pending",), "running": ("running",)}.get(body.status or "all")
+    chosen = [r for r in runs if _unfinished(r) and (statuses is None or r.status in statuses)]
+    await stop_runs(principal, chosen, rollback=rollback, wait=False)
+    return len(chosen)
 
 
 async def wait_run(principal: Principal, run_id: str) -> Run:
@@ -786,6 +932,63 @@ async def stream_run(
         if not ended and cancel_on_disconnect:
             # The request task is being cancelled: record the cancel from a task of its own.
             spawn(service.cancel(principal.tenant_id, run.id))
+
+
+def parse_thread_event_id(header: str | None) -> tuple[str, int] | None:
+    """A thread stream's Last-Event-ID (`<run id>/<seq>`) as (run id, seq); 422 when not ours."""
+    if header is None or not header.strip():
+        return None
+    run_id, _, seq = header.strip().partition("/")
+    try:
+        return str(uuid.UUID(run_id)), int(seq)
+    except ValueError:
+        raise ValidationFailed("Last-Event-ID must be an event id this API sent.") from None
+
+
+async def stream_thread(
+    principal: Principal,
+    thread_id: str,
+    *,
+    last: tuple[str, int] | None = None,
+    modes: list[str] | None = None,
+) -> AsyncIterator[bytes]:
+    """SSE of a thread (LangGraph `join_stream`): each unfinished run of the thread in turn,
+    oldest first, with its own stream modes (or `modes`), event ids `<run id>/<seq>`.
+
+    The stream ends when the thread has no unfinished run left. After `last`, runs created
+    before that run are skipped, and that run resumes after its seq.
+    """
+    thread = await visible_thread(principal, thread_id)
+    done: set[str] = set()
+    while True:
+        async with db_session() as db:
+            runs = await repo.search_runs(
+                session=db,
+                tenant_id=principal.tenant_id,
+                thread_id=thread.id,
+                visible=thread_access.run_visible(principal),
+            )
+        ordered = sorted(runs, key=lambda r: (aware(r.created_at), r.id))
+        if last is not None:
+            index = next((i for i, r in enumerate(ordered) if r.id == last[0]), None)
+            ordered = ordered[index:] if index is not None else ordered
+        todo = [r for r in ordered if r.id not in done and r.status in ("pending", "running")]
+        if last is not None and ordered and ordered[0].id == last[0] and ordered[0].id not in done:
+            todo = [ordered[0], *[r for r in todo if r.id != ordered[0].id]]
+        if not todo:
+            return
+        run = todo[0]
+        after = last[1] if last is not None and last[0] == run.id else 0
+        wanted = selected_events(modes or run.stream_mode or list(ALL_MODES))
+        async for row in follow(tenant_id=principal.tenant_id, run_id=run.id, after=after):
+            if row is None:
+                yield b": keepalive\n\n"
+                continue
+            seq, event, data = row
+            if event in wanted:
+                yield sse_named(f"{run.id}/{seq}", event, data)
+        done.add(run.id)
+        last = None
 
 
 async def run_events_json(principal: Principal, run_id: str) -> list[Json]:

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from shared.core.errors import ValidationFailed
 from shared.db.models import Run
+from shared.db.views import public_thread_id
 from shared.runs.messages import STREAM_MODES
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -41,18 +42,20 @@ def query_bool(req: Request, name: str, default: bool = False) -> bool:
     raise ValidationFailed(f"Query parameter {name!r} must be true or false.")
 
 
-def query_modes(req: Request) -> list[str] | None:
-    """Repeated `stream_mode` query parameters (None when absent; 422 for unknown modes)."""
+def query_modes(req: Request, extra: tuple[str, ...] = ()) -> list[str] | None:
+    """Repeated `stream_mode` query parameters (None when absent; 422 for unknown modes;
+    `extra` names more accepted values)."""
     modes = [m for m in req.query_params.getlist("stream_mode") if m]
     for mode in modes:
-        if mode not in STREAM_MODES:
+        if mode not in STREAM_MODES and mode not in extra:
             raise ValidationFailed(f"Unknown stream mode {mode!r}.")
     return modes or None
 
 
 def run_paths(run: Run) -> dict[str, str]:
     """Where a run lives, relative to the API base (LangGraph clients resolve them so)."""
-    base = f"/threads/{run.thread_id}/runs/{run.id}" if run.thread_id else f"/runs/{run.id}"
+    thread_id = public_thread_id(run)
+    base = f"/threads/{thread_id}/runs/{run.id}" if thread_id else f"/runs/{run.id}"
     return {"Content-Location": base, "Location": f"{base}/stream"}
 
 
@@ -61,6 +64,11 @@ def sse_response(run: Run, events: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(
         events, media_type="text/event-stream", headers={**SSE_HEADERS, **run_paths(run)}
     )
+
+
+def thread_sse_response(events: AsyncIterator[bytes]) -> StreamingResponse:
+    """A text/event-stream response of a thread's runs (ids `<run id>/<seq>`)."""
+    return StreamingResponse(events, media_type="text/event-stream", headers=dict(SSE_HEADERS))
 
 
 async def client_gone(req: Request) -> None:

@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     )
     webhook_allow_private: bool = Field(False, alias="ASCENT_WEBHOOK_ALLOW_PRIVATE")
 
+    # CORS (shared/api/cors.py): browser origins allowed to call the API, comma-separated
+    # (`https://app.example.com,http://localhost:8000`, or `*`); empty = CORS off (default).
+    cors_origins: str = Field("", alias="ASCENT_CORS_ORIGINS")
+    cors_max_age_seconds: int = Field(600, ge=0, le=86_400, alias="ASCENT_CORS_MAX_AGE_SECONDS")
+
     # Background runs (shared/runs/dispatch.py, shared/platform/queues.py): where `enqueue_run`
     # puts a run. embedded = a queue table in the SQL database (Storage-Queue semantics); azure =
     # Azure

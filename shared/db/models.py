@@ -93,6 +93,33 @@ class ThreadGrant(SQLModel, table=True):
     )
 
 
+class ThreadCheckpoint(SQLModel, table=True):
+    """A thread state not produced by a run: `update_state` writes one, and `copy` one for the
+    copied state (a finished run's state is the run itself: checkpoint_id = run id)."""
+
+    __tablename__ = "thread_checkpoints"
+    __table_args__ = (
+        Index("ix_thread_checkpoints_thread", "tenant_id", "thread_id", "created_at"),
+    )
+    thread_id: str = Field(foreign_key="threads.id", primary_key=True, max_length=64)
+    checkpoint_id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=64)
+    parent_checkpoint_id: str | None = Field(
+        default=None, sa_column=Column(String(64), nullable=True)
+    )
+    # Conversation items the thread held at this checkpoint (its messages are a prefix).
+    history_len: int = Field(sa_column=Column(Integer, nullable=False))
+    values_: dict[str, Any] | None = Field(
+        default=None, sa_column=Column("values", JSON, nullable=True)
+    )
+    metadata_: dict[str, Any] | None = Field(
+        default=None, sa_column=Column("metadata", JSON, nullable=True)
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
 class Run(SQLModel, table=True):
     """One invocation of an agent on a thread: status, input, output, usage and timing."""
 

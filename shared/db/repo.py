@@ -11,7 +11,16 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db.models import ApiKey, Run, RunEvent, Tenant, Thread, ThreadGrant, utcnow
+from shared.db.models import (
+    ApiKey,
+    Run,
+    RunEvent,
+    Tenant,
+    Thread,
+    ThreadCheckpoint,
+    ThreadGrant,
+    utcnow,
+)
 
 # Run statuses after which a run never changes again.
 TERMINAL_RUN_STATUSES = frozenset({"success", "error", "timeout", "interrupted"})
@@ -118,10 +127,37 @@ async def delete_thread_grants(*, session: AsyncSession, tenant_id: str, thread_
     )
 
 
+async def keep_latest_checkpoint(*, session: AsyncSession, tenant_id: str, thread_id: str) -> None:
+    """Delete a thread's written checkpoints except the newest (runs stay: they are records)."""
+    newest = (
+        select(ThreadCheckpoint.checkpoint_id)
+        .where(
+            col(ThreadCheckpoint.tenant_id) == tenant_id,
+            col(ThreadCheckpoint.thread_id) == thread_id,
+        )
+        .order_by(col(ThreadCheckpoint.created_at).desc())
+        .limit(1)
+    )
+    keep = (await session.exec(newest)).first()
+    await session.exec(
+        delete(ThreadCheckpoint).where(
+            col(ThreadCheckpoint.tenant_id) == tenant_id,
+            col(ThreadCheckpoint.thread_id) == thread_id,
+            col(ThreadCheckpoint.checkpoint_id) != (keep or ""),
+        )
+    )
+
+
 async def delete_thread(*, session: AsyncSession, tenant_id: str, thread_id: str) -> None:
-    """Delete a thread with its grants, runs and their events (the caller clears its
+    """Delete a thread with its grants, checkpoints, runs and their events (the caller clears its
     conversation)."""
     await delete_thread_grants(session=session, tenant_id=tenant_id, thread_id=thread_id)
+    await session.exec(
+        delete(ThreadCheckpoint).where(
+            col(ThreadCheckpoint.tenant_id) == tenant_id,
+            col(ThreadCheckpoint.thread_id) == thread_id,
+        )
+    )
     run_ids = select(Run.id).where(Run.tenant_id == tenant_id, Run.thread_id == thread_id)
     await session.exec(
         delete(RunEvent).where(

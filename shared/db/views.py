@@ -22,12 +22,18 @@ def iso(moment: datetime | None) -> str | None:
     return aware(moment).isoformat() if moment is not None else None
 
 
+def public_thread_id(run: Run) -> str | None:
+    """The run's thread as clients see it: None for a stateless run, whose thread is the
+    engine's own and is deleted when the run ends (so every answer about the run agrees)."""
+    return None if run.on_completion == "delete" else run.thread_id
+
+
 def run_json(run: Run) -> dict[str, Any]:
     """A run in Agent Protocol shape, with LangGraph's field names alongside."""
     cancelled = run.error == "cancelled"
     return {
         "run_id": run.id,
-        "thread_id": run.thread_id,
+        "thread_id": public_thread_id(run),
         "agent_id": run.agent,
         "assistant_id": run.agent,
         "created_at": iso(run.created_at),

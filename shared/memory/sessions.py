@@ -243,6 +243,11 @@ class HistoryBuffer(SessionABC):
         self._pending: list[TResponseInputItem] = []
 
     @property
+    def stored_length(self) -> int:
+        """How many items the history held before this run."""
+        return len(self._stored)
+
+    @property
     def pending(self) -> list[TResponseInputItem]:
         """Items appended by this run (oldest first), to be written with its outcome."""
         return list(self._pending)

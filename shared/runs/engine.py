@@ -36,6 +36,7 @@ from agents import (
     OutputGuardrailTripwireTriggered,
     Runner,
     RunResultStreaming,
+    StreamEvent,
 )
 from agents.items import TResponseInputItem
 from agents.memory import Session
@@ -52,7 +53,14 @@ from shared.platform.llm import run_config
 from shared.platform.notify import RESYNC, Subscription
 from shared.runs import records, reviews
 from shared.runs.live import EventLog, LiveRun
-from shared.runs.messages import run_events_of, to_messages, token_of
+from shared.runs.messages import (
+    RECORDED_ON_REQUEST,
+    debug_event_of,
+    run_events_of,
+    sdk_event_json,
+    to_messages,
+    token_of,
+)
 from shared.runs.records import Ending, EventRow, NotOurs
 from shared.security.ratelimit import record_tokens
 
@@ -320,6 +328,11 @@ class History:
     buffered: HistoryBuffer | None  # SQL: written with the outcome; else the SDK writes it
 
     @property
+    def start(self) -> int | None:
+        """The history length before this run's items (SQL backend; else recorded at start)."""
+        return None if self.buffered is None else self.buffered.stored_length
+
+    @property
     def pending(self) -> tuple[str, list[Any]] | None:
         """The buffered items to write with the outcome (SQL backend)."""
         if self.buffered is None:
@@ -435,7 +448,13 @@ async def _execute(
         # A clone per run: the SDK checks every concurrent run of one Agent object for tool
         # changes on each turn, which costs O(runs) each at a thousand runs in flight.
         agent = get_agent(run.agent).clone()
-        context = RunContext(run.tenant_id, run.user_id or "", run.thread_id, run.id)
+        context = RunContext(
+            run.tenant_id,
+            run.user_id or "",
+            run.thread_id,
+            run.id,
+            progress=_progress_sink(ex),
+        )
         given: Any
         if resumed is not None:
             given = await reviews.resumed_state(resumed, agent, context)
@@ -457,11 +476,16 @@ async def _execute(
         max_turns=max_turns(run),
     )
     ex.cancel.attach(result)
+    asked = RECORDED_ON_REQUEST.intersection(run.stream_mode or ())
+    step = 0
     try:
         async with asyncio.timeout(get_settings().run_timeout_seconds):
             async for event in result.stream_events():
                 if isinstance(event, AgentUpdatedStreamEvent):
                     ex.last_agent = event.new_agent.name
+                    step += 1
+                if asked:
+                    _record_on_request(ex, asked, event, step)
                 for name, data in run_events_of(event, ex.last_agent):
                     token = token_of(name, data)
                     if token is not None:
@@ -549,6 +573,34 @@ async def _execute(
     )
 
 
+def _progress_sink(ex: Execution) -> Callable[[Any], None]:
+    """Where a tool's `emit_progress` goes: the run's `custom` events. The SDK runs sync tools
+    in a worker thread, so a call from another thread is handed to the run's event loop."""
+    loop = asyncio.get_running_loop()
+
+    def emit(data: Any) -> None:
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            ex.log.emit("custom", data)
+        else:
+            loop.call_soon_threadsafe(ex.log.emit, "custom", data)
+
+    return emit
+
+
+def _record_on_request(ex: Execution, asked: frozenset[str], event: StreamEvent, step: int) -> None:
+    """The `events` and `debug` events of one SDK event, for a run that asked for them."""
+    if "events" in asked:
+        ex.log.emit("events", sdk_event_json(event))
+    if "debug" in asked:
+        debug = debug_event_of(event, step)
+        if debug is not None:
+            ex.log.emit("debug", debug)
+
+
 async def _closing(ex: Execution, history: History | None) -> tuple[list[EventRow], list[Any]]:
     """The events still to store, and the thread's items now (for the final `values`)."""
     pending = await ex.log.drain()
@@ -582,6 +634,7 @@ async def _end(
         events=[*pending, values],
         next_seq=ex.log.next_seq,
         history_len=len(items) if history is not None else None,
+        history_start=history.start if history is not None else None,
         history=history.pending if history is not None else None,
         redact_input=REFUSED_INPUT if redact else None,
     )
@@ -626,6 +679,7 @@ async def _pause(
         events=pending,
         next_seq=first_closing,
         history_len=len(items),
+        history_start=history.start,
         history=history.pending,
     )
     run = ex.run

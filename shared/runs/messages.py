@@ -9,6 +9,12 @@ LangGraph server, so its SDK clients parse them unchanged:
 - `messages`  `[chunk, metadata]` — a token delta (`chunk.content`) of an assistant message;
 - `updates`   `{"<agent>": {"messages": [...]}}` — a finished message, tool call, tool result,
   or `{"<agent>": {"handoff": {"to": "<agent>"}}}` — a handoff;
+- `custom`    any JSON — progress a tool emitted (shared/core/context.py `emit_progress`);
+- `events`    `{"event", "name", "data"}` — every Agents SDK stream event, as the SDK names
+  it (raw model response events, run items, agent updates); recorded only for runs created
+  with `stream_mode` "events";
+- `debug`     `{"type": "task" | "task_result", "step", "timestamp", "payload"}` — each agent
+  turn, tool call and tool result; recorded only for runs created with `stream_mode` "debug";
 - `error`     `{"error", "message"}` — the run failed (safe message, never internals);
 - `end`       `{"run_id", "status"}` — last event of every execution of a run.
 
@@ -19,9 +25,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from agents import (
+    AgentUpdatedStreamEvent,
     HandoffCallItem,
     HandoffOutputItem,
     MessageOutputItem,
@@ -43,14 +51,16 @@ STREAM_MODES: dict[str, str | None] = {
     "messages": "messages",
     "messages-tuple": "messages",
     "updates": "updates",
+    "custom": "custom",
+    "events": "events",
+    "debug": "debug",
     # Accepted for LangGraph compatibility; Ascent emits no events of these kinds.
-    "custom": None,
-    "events": None,
-    "debug": None,
     "tasks": None,
     "checkpoints": None,
 }
 ALL_MODES = ("values", "messages", "updates")
+# Modes whose events cost a row per SDK event: recorded only when the run asked for them.
+RECORDED_ON_REQUEST = frozenset({"events", "debug"})
 
 
 def selected_events(stream_mode: Iterable[str] | None) -> frozenset[str]:
@@ -141,6 +151,39 @@ def run_events_of(event: StreamEvent, agent_name: str) -> list[tuple[str, Any]]:
     return []
 
 
+def sdk_event_json(event: StreamEvent) -> Json:
+    """One Agents SDK stream event as the `events` stream mode sends it."""
+    if isinstance(event, RawResponsesStreamEvent):
+        data = event.data.model_dump(mode="json", exclude_none=True)
+        return {"event": event.type, "name": event.data.type, "data": data}
+    if isinstance(event, RunItemStreamEvent):
+        item = _as_dict(event.item.raw_item)
+        return {"event": event.type, "name": event.name, "data": {"item": item}}
+    return {"event": event.type, "name": event.new_agent.name, "data": {}}
+
+
+def debug_event_of(event: StreamEvent, step: int) -> Json | None:
+    """The `debug` event of an SDK event: a task (an agent's turn, a tool call) or its result;
+    None for token deltas and other events."""
+    now = datetime.now(UTC).isoformat()
+    if isinstance(event, AgentUpdatedStreamEvent):
+        payload: Json = {"id": f"agent:{step}", "name": event.new_agent.name, "input": None}
+        return {"type": "task", "step": step, "timestamp": now, "payload": payload}
+    if not isinstance(event, RunItemStreamEvent):
+        return None
+    raw = _as_dict(event.item.raw_item)
+    if isinstance(event.item, ToolCallItem):
+        payload = {"id": raw.get("call_id"), "name": raw.get("name"), "input": raw.get("arguments")}
+        return {"type": "task", "step": step, "timestamp": now, "payload": payload}
+    if isinstance(event.item, ToolCallOutputItem):
+        payload = {"id": raw.get("call_id"), "name": "tool", "result": raw.get("output")}
+        return {"type": "task_result", "step": step, "timestamp": now, "payload": payload}
+    if isinstance(event.item, MessageOutputItem):
+        payload = {"id": raw.get("id"), "name": event.item.agent.name, "result": to_message(raw)}
+        return {"type": "task_result", "step": step, "timestamp": now, "payload": payload}
+    return None
+
+
 def token_of(name: str, data: Any) -> str | None:
     """The text delta a `messages` event carries (None for every other event)."""
     if name != "messages" or not isinstance(data, list) or not data:
@@ -153,5 +196,10 @@ def token_of(name: str, data: Any) -> str | None:
 
 def sse(seq: int | None, event: str, data: Any) -> bytes:
     """One Server-Sent Event: `id`, `event` and one `data` line of JSON."""
-    head = f"id: {seq}\n" if seq is not None else ""
+    return sse_named(None if seq is None else str(seq), event, data)
+
+
+def sse_named(event_id: str | None, event: str, data: Any) -> bytes:
+    """One Server-Sent Event with any id (None: no `id` line)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

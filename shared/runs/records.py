@@ -34,7 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from shared.core.errors import Conflict, NotFound
 from shared.core.settings import get_settings
 from shared.db.direct import Tx
-from shared.db.models import Run, RunEvent, Thread, ThreadGrant, new_id, utcnow
+from shared.db.models import Run, RunEvent, Thread, ThreadCheckpoint, ThreadGrant, new_id, utcnow
 from shared.db.views import aware
 from shared.memory.sessions import clear_history, session_key, stage_history
 from shared.outbox import events as outbox
@@ -48,6 +48,7 @@ RUNS: Final[Table] = Run.__table__  # type: ignore[attr-defined]
 THREADS: Final[Table] = Thread.__table__  # type: ignore[attr-defined]
 EVENTS: Final[Table] = RunEvent.__table__  # type: ignore[attr-defined]
 GRANTS: Final[Table] = ThreadGrant.__table__  # type: ignore[attr-defined]
+CHECKPOINTS: Final[Table] = ThreadCheckpoint.__table__  # type: ignore[attr-defined]
 
 TERMINAL: Final = frozenset({"success", "error", "timeout", "interrupted"})
 # Why a run ended without an answer, as recorded in `runs.error` (never internals).
@@ -165,6 +166,9 @@ def _end_statement(*, held: bool, redact: bool) -> Any:
         "output": func.coalesce(_B("output"), RUNS.c.output),
         "last_agent": func.coalesce(_B("last_agent"), RUNS.c.last_agent),
         "history_len": func.coalesce(_B("history_len"), RUNS.c.history_len),
+        # Where the run's turn starts in the thread's history (kept once known): a rollback
+        # trims back to it.
+        "history_start": func.coalesce(RUNS.c.history_start, _B("history_start")),
         # A resumed run's usage adds to what its paused part used.
         **{column: RUNS.c[column] + _B(column) for column in USAGE_COLUMNS},
     }
@@ -177,6 +181,9 @@ USAGE_COLUMNS: Final = ("requests", "input_tokens", "output_tokens", "total_toke
 _DETACH = (
     delete(GRANTS).where(
         GRANTS.c.tenant_id == _B("tenant_id"), GRANTS.c.thread_id == _B("thread_id")
+    ),
+    delete(CHECKPOINTS).where(
+        CHECKPOINTS.c.tenant_id == _B("tenant_id"), CHECKPOINTS.c.thread_id == _B("thread_id")
     ),
     update(RUNS)
     .where(RUNS.c.tenant_id == _B("tenant_id"), RUNS.c.thread_id == _B("thread_id"))
@@ -581,6 +588,8 @@ class Ending:
     # The seq of the first closing event (`error`, `end`): the executor knows it; else read.
     next_seq: int | None = None
     history_len: int | None = None
+    # The thread's history length before this run's items (write-behind SQL sessions).
+    history_start: int | None = None
     # Conversation items to append in this transaction (write-behind SQL sessions).
     history: tuple[str, list[Any]] | None = None
     # Replaces the stored input (input a guardrail refused must not be kept).
@@ -616,6 +625,7 @@ def end_run(
         output=ending.output,
         last_agent=ending.last_agent,
         history_len=ending.history_len,
+        history_start=ending.history_start,
         redacted=ending.redact_input,
         **{column: ending.usage.get(column, 0) for column in USAGE_COLUMNS},
     )

@@ -52,7 +52,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from agents import Agent, RunContextWrapper, RunResultStreaming, RunState
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Table, delete, insert, update
+from sqlalchemy import Table, delete, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -291,6 +291,8 @@ def stage_pause(
     }
     if ending.history_len is not None:
         values["history_len"] = ending.history_len
+    if ending.history_start is not None:
+        values["history_start"] = func.coalesce(RUNS.c.history_start, ending.history_start)
     if tx.conn.execute(stmt.values(**values)).rowcount != 1:
         raise NotOurs(run.id)
     tx.conn.execute(delete(PAUSES).where(PAUSES.c.run_id == run.id))

@@ -198,7 +198,7 @@ def test_run_bad_input_is_a_4xx_problem(devhost: DevHost) -> None:
             client.post("/runs", json={"input": {"foo": 1}}),
             client.post("/runs", json={"input": "x", "agent_id": "nope"}),
             client.post("/runs", json={"input": "x", "thread_id": thread}),
-            client.post("/runs", json={"input": "x", "multitask_strategy": "rollback"}),
+            client.post("/runs", json={"input": "x", "multitask_strategy": "bogus"}),
             client.post("/runs/stream", json={"input": "x", "stream_mode": "bogus"}),
             client.get(f"/runs/{uuid.uuid4()}"),
             client.get("/runs/not-a-uuid/stream"),
