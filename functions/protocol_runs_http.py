@@ -7,7 +7,7 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 from pydantic import ValidationError
 
-from shared.api import protocol
+from shared.api import protocol, thread_stream
 from shared.api.http import api, principal_of, read_json
 from shared.api.openapi import documented
 from shared.api.protocol_http import (
@@ -309,6 +309,48 @@ async def protocol_join_thread_stream(req: Request) -> Response:
     return thread_sse_response(
         protocol.stream_thread(principal, thread_id, last=last, modes=modes or None)
     )
+
+
+@bp.route(route="threads/{thread_id}/stream", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Open a thread's event stream (Agent Protocol streaming, SSE)",
+    description="Protocol events (`lifecycle`, `messages`, `tools`, `values`, `updates`, "
+    "`input`, `custom`) of the thread's runs on the requested channels; `since` replays after "
+    "a seq. The stream ends when the thread has no unfinished run left.",
+    request=thread_stream.EventStreamRequest,
+    streaming=True,
+    errors=[404],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_open_thread_stream(req: Request) -> Response:
+    """Stream the thread's runs as Agent Protocol streaming events."""
+    principal = await principal_of(req)
+    body = await read_json(req, thread_stream.EventStreamRequest)
+    thread_id = req.path_params["thread_id"]
+    await protocol.visible_thread(principal, thread_id)  # 404 before the stream starts
+    return thread_sse_response(thread_stream.open_stream(principal, thread_id, body))
+
+
+@bp.route(route="threads/{thread_id}/commands", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Send a thread command (Agent Protocol streaming)",
+    description="`run.start`, `input.respond`, `state.get`, `state.listCheckpoints`; the "
+    "answer is a `success` or an `error` object with the command's id.",
+    request=thread_stream.Command,
+    response=_OBJECT,
+    errors=[404],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_thread_command(req: Request) -> Response:
+    """Carry out one streaming-protocol command on the thread."""
+    principal = await principal_of(req)
+    body = await read_json(req, thread_stream.Command)
+    if body.method != "run.start":  # run.start creates the thread when it is new
+        await protocol.visible_thread(principal, req.path_params["thread_id"])
+    answer = await thread_stream.run_command(principal, req.path_params["thread_id"], body)
+    return JSONResponse(answer)
 
 
 @bp.route(route="threads/{thread_id}/runs", methods=["GET"], auth_level=ANON)
