@@ -45,12 +45,22 @@ def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
 
 
 def test_every_http_function_is_in_the_document(document: dict[str, Any]) -> None:
-    """Each HTTP function's route and methods appear as operations."""
+    """Each HTTP function's route and methods appear as operations (but the catch-all)."""
     expected = {
-        (openapi_path(f.route)[0], m.lower()) for f in http_functions(app) for m in f.methods
+        (openapi_path(f.route)[0], m.lower())
+        for f in http_functions(app)
+        if not (f.operation and f.operation.hidden)
+        for m in f.methods
     }
     present = {(path, method) for path, method, _ in operations(document)}
     assert expected and expected <= present
+
+
+def test_only_the_catch_all_is_left_out_of_the_document(document: dict[str, Any]) -> None:
+    """The catch-all route serves no path of its own, so it alone is not documented as one."""
+    hidden = [f.route for f in http_functions(app) if f.operation and f.operation.hidden]
+    assert hidden == ["{*path}"]
+    assert "/{path}" not in document["paths"]
 
 
 def test_every_http_function_is_documented() -> None:
