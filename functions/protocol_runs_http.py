@@ -311,12 +311,25 @@ async def protocol_join_thread_stream(req: Request) -> Response:
     )
 
 
+_STREAM_DOC = (
+    "Protocol events (`lifecycle`, `messages`, `tools`, `values`, `updates`, `input`, "
+    "`custom`) of the thread's runs on the requested channels, until the client closes the "
+    "connection; `since` replays after a seq. The thread may not exist yet (it is created by "
+    "the first `run.start`)."
+)
+
+
+async def _open_thread_stream(req: Request) -> Response:
+    principal = await principal_of(req)
+    body = await read_json(req, thread_stream.EventStreamRequest)
+    thread_id = protocol.parse_id(req.path_params["thread_id"], "thread")
+    return thread_sse_response(thread_stream.open_stream(principal, thread_id, body))
+
+
 @bp.route(route="threads/{thread_id}/stream", methods=["POST"], auth_level=ANON)
 @documented(
     summary="Open a thread's event stream (Agent Protocol streaming, SSE)",
-    description="Protocol events (`lifecycle`, `messages`, `tools`, `values`, `updates`, "
-    "`input`, `custom`) of the thread's runs on the requested channels; `since` replays after "
-    "a seq. The stream ends when the thread has no unfinished run left.",
+    description=_STREAM_DOC,
     request=thread_stream.EventStreamRequest,
     streaming=True,
     errors=[404],
@@ -325,11 +338,22 @@ async def protocol_join_thread_stream(req: Request) -> Response:
 @api
 async def protocol_open_thread_stream(req: Request) -> Response:
     """Stream the thread's runs as Agent Protocol streaming events."""
-    principal = await principal_of(req)
-    body = await read_json(req, thread_stream.EventStreamRequest)
-    thread_id = req.path_params["thread_id"]
-    await protocol.visible_thread(principal, thread_id)  # 404 before the stream starts
-    return thread_sse_response(thread_stream.open_stream(principal, thread_id, body))
+    return await _open_thread_stream(req)
+
+
+@bp.route(route="threads/{thread_id}/stream/events", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Open a thread's event stream (the langgraph-sdk's path)",
+    description=_STREAM_DOC,
+    request=thread_stream.EventStreamRequest,
+    streaming=True,
+    errors=[404],
+    tags=["agent-protocol"],
+)
+@api
+async def protocol_open_thread_event_stream(req: Request) -> Response:
+    """The same stream at the path `langgraph-sdk`'s `threads.stream` opens."""
+    return await _open_thread_stream(req)
 
 
 @bp.route(route="threads/{thread_id}/commands", methods=["POST"], auth_level=ANON)

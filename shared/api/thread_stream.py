@@ -17,11 +17,16 @@ Every event is at the root namespace `[]` (an Agents SDK run has no subgraphs: a
 as an `updates` event). `seq` is monotonic over the thread: the run's stored event seq, offset
 by the events of the thread's earlier runs, times 8, plus the event's index within that stored
 event (one stored event may become several protocol events). `since` replays after a seq; a
-stream without `since` starts with the current `values`. Limits: a stream follows the thread's
-unfinished runs and ends when none is left (open it after `run.start`; over HTTP a connection
-is one subscription); a rollback deletes runs, which shifts later runs' `seq`; `checkpoints` and
-`tasks` carry no events; GET on the same path is LangGraph's SSE join stream, not a WebSocket
-(Azure Functions HTTP triggers cannot upgrade).
+stream without `since` starts with the current `values`, replays the thread's newest run, then
+follows the thread's runs as they go.
+A stream stays open until the client closes it (one connection is one subscription), across
+runs: new runs on the thread wake it (a `thread-runs:` notification). It may be opened before
+the thread exists (the langgraph-sdk mints the id, then sends `run.start`). Ids and keys are
+sent in both the spec's camelCase and the langgraph-sdk's snake_case (`eventId`/`event_id`,
+`interruptId`/`interrupt_id`, `runId`/`run_id`); commands accept either. Limits: a rollback
+deletes runs, which shifts later runs' `seq`; `checkpoints` and `tasks` carry no events; GET on
+the same path is LangGraph's SSE join stream, not a WebSocket (Azure Functions HTTP triggers
+cannot upgrade); `/threads/{id}/stream/events` is the langgraph-sdk's name for the POST.
 
 Commands: `run.start` (starts a background run, creating the thread if needed, or, when the
 thread is paused for review, resumes it with `input` as the decision), `input.respond`,
@@ -42,13 +47,15 @@ from sqlmodel import col, select
 
 from shared.api import protocol, thread_state
 from shared.core.errors import AscentError
+from shared.core.settings import get_settings
 from shared.db import direct, repo
 from shared.db.engine import db_session
-from shared.db.models import Run, RunEvent
+from shared.db.models import Run, RunEvent, Thread
 from shared.db.views import aware
+from shared.platform.notify import get_notifier
 from shared.runs.messages import sse_named
-from shared.runs.records import EventRow
-from shared.runs.watch import PAGE, follow, read_events
+from shared.runs.records import EventRow, thread_runs_topic
+from shared.runs.watch import PAGE, follow, read_events, wake_timeout
 from shared.security import thread_access
 from shared.security.auth import Principal
 
@@ -127,7 +134,9 @@ class _Translator:
                     "input.requested",
                     {
                         "interruptId": interrupt.get("id"),
+                        "interrupt_id": interrupt.get("id"),
                         "payload": interrupt.get("value"),
+                        "value": interrupt.get("value"),
                     },
                 )
         elif name == "messages" and isinstance(data, list) and data:
@@ -247,6 +256,7 @@ def _frame(run_id: str, seq: int, method: str, data: Any) -> bytes:
     event = {
         "type": "event",
         "eventId": event_id,
+        "event_id": event_id,
         "seq": seq,
         "method": method,
         "params": {"namespace": [], "timestamp": int(time.time() * 1000), "data": data},
@@ -257,49 +267,80 @@ def _frame(run_id: str, seq: int, method: str, data: Any) -> bytes:
 async def open_stream(
     principal: Principal, thread_id: str, request: EventStreamRequest
 ) -> AsyncIterator[bytes]:
-    """The thread's protocol events on the requested channels (see the module docstring)."""
-    thread = await protocol.visible_thread(principal, thread_id)
-    if not _namespace_ok(request):
-        return
-    channels = request.channels
-    since = request.since
-    done: set[str] = set()
-    if since is None and "values" in channels:
-        state = await thread_state.get_state(principal, thread.id)
-        yield _frame(thread.id, 0, "values", state["values"])
-    while True:
-        runs, offsets, last = await _thread_runs(principal, thread.id)
-        todo = [
-            r
-            for r in runs
-            if r.id not in done and (since is not None or r.status in ("pending", "running"))
-        ]
-        if not todo:
-            return
-        for run in todo:
-            done.add(run.id)
-            base = offsets[run.id]
-            if (
-                since is not None
-                and run.status in repo.TERMINAL_RUN_STATUSES
-                and (base + last.get(run.id, 0) + 1) * FAN_OUT <= since
-            ):
-                continue  # wholly before `since`
-            # Read from the run's start even when replaying from its middle: the translation
-            # is stateful (an open message), and `since` filters what is sent.
-            translator = _Translator(run.agent)
-            async for row in _rows(principal, run, 0):
-                if row is None:
+    """The thread's protocol events on the requested channels, until the client goes (see the
+    module docstring). A thread that does not exist yet (a client-chosen id before its first
+    `run.start`) is waited for, as one another tenant owns is: both look the same."""
+    given = protocol.parse_id(thread_id, "thread")
+    notifier = get_notifier()
+    # Re-read at least this often when nothing wakes the stream (the poll fallback's interval
+    # where no notification channel exists).
+    pause = wake_timeout() if notifier.channel else get_settings().run_poll_seconds
+    with notifier.subscribe(thread_runs_topic(given)) as wakes:
+        thread = await _find(principal, given)
+        while thread is None:
+            if not await wakes.wait(pause):
+                yield b": keepalive\n\n"
+            thread = await _find(principal, given)
+        if not _namespace_ok(request):
+            while True:  # nothing here can match: stay subscribed, quietly
+                await wakes.wait(wake_timeout())
+                yield b": keepalive\n\n"
+        channels = request.channels
+        since = request.since
+        if since is None and "values" in channels:
+            state = await thread_state.get_state(principal, thread.id)
+            yield _frame(thread.id, 0, "values", state["values"])
+        # How far each run's stored events have been streamed (or skipped): a run is streamed
+        # again only when it has more (a resumed run), from where it stood.
+        streamed: dict[str, int] = {}
+        first = True
+        while True:
+            runs, offsets, last = await _thread_runs(principal, thread.id)
+            if first and since is None:
+                # Without `since`, the thread's newest run is replayed from its start (a client
+                # that subscribes just after `run.start` still sees it begin, end or pause);
+                # older runs are history, skipped.
+                for run in runs[:-1]:
+                    streamed[run.id] = last.get(run.id, 0)
+            first = False
+            todo = [
+                r
+                for r in runs
+                if r.status in ("pending", "running") or streamed.get(r.id, 0) < last.get(r.id, 0)
+            ]
+            if not todo:
+                if not await wakes.wait(pause):
                     yield b": keepalive\n\n"
-                    continue
-                stored_seq, name, data = row
-                for index, (method, payload) in enumerate(translator.events(name, data)):
-                    seq = (base + stored_seq) * FAN_OUT + min(index, FAN_OUT - 1)
-                    if since is not None and seq <= since:
+                continue
+            for run in todo:
+                base = offsets[run.id]
+                ended = run.status in repo.TERMINAL_RUN_STATUSES
+                # An ended run is read from its start: the translation is stateful (an open
+                # message); `streamed` and `since` filter what is sent.
+                start = 0 if ended else streamed.get(run.id, 0)
+                translator = _Translator(run.agent)
+                async for row in _rows(principal, run, start):
+                    if row is None:
+                        yield b": keepalive\n\n"
                         continue
-                    if _channel_ok(channels, method, payload):
-                        yield _frame(run.id, seq, method, payload)
-        since = None  # later passes: only runs that were not finished when the stream opened
+                    stored_seq, name, data = row
+                    if stored_seq <= streamed.get(run.id, 0):
+                        list(translator.events(name, data))  # state only: already sent
+                        continue
+                    streamed[run.id] = stored_seq
+                    for index, (method, payload) in enumerate(translator.events(name, data)):
+                        seq = (base + stored_seq) * FAN_OUT + min(index, FAN_OUT - 1)
+                        if since is not None and seq <= since:
+                            continue
+                        if _channel_ok(channels, method, payload):
+                            yield _frame(run.id, seq, method, payload)
+                streamed[run.id] = max(streamed.get(run.id, 0), last.get(run.id, 0) if ended else 0)
+
+
+async def _find(principal: Principal, thread_id: str) -> Thread | None:
+    """The thread if the principal sees it, else None (missing and another's alike)."""
+    async with db_session() as db:
+        return await thread_access.find_thread(db, principal, thread_id)
 
 
 async def run_command(principal: Principal, thread_id: str, command: Command) -> Json:
@@ -335,10 +376,12 @@ async def _dispatch(principal: Principal, thread_id: str, command: Command) -> J
         return await _run_start(principal, thread_id, params)
     if command.method == "input.respond":
         entries = params.get("responses") or [params]
-        resume = {str(e.get("interruptId")): e.get("response") for e in entries}
+        resume = {
+            str(e.get("interruptId") or e.get("interrupt_id")): e.get("response") for e in entries
+        }
         body = protocol.RunCreate(command={"resume": resume})
         run = await protocol.create_run(principal, body, thread_id=thread_id)
-        return {"runId": run.id}
+        return {"runId": run.id, "run_id": run.id}
     if command.method == "state.get":
         state = await thread_state.get_state(principal, thread_id)
         keys = params.get("keys")
@@ -365,10 +408,10 @@ async def _run_start(principal: Principal, thread_id: str, params: Json) -> Json
     if thread is not None and thread.status == "interrupted":
         body = protocol.RunCreate(command={"resume": params.get("input")})
         run = await protocol.create_run(principal, body, thread_id=thread.id)
-        return {"runId": run.id}
+        return {"runId": run.id, "run_id": run.id}
     body = protocol.RunCreate.model_validate(
         {
-            "assistant_id": params.get("assistantId"),
+            "assistant_id": params.get("assistantId") or params.get("assistant_id"),
             "input": params.get("input"),
             "config": params.get("config"),
             "metadata": params.get("metadata"),
@@ -376,7 +419,7 @@ async def _run_start(principal: Principal, thread_id: str, params: Json) -> Json
         }
     )
     run = await protocol.create_run(principal, body, thread_id=given)
-    return {"runId": run.id}
+    return {"runId": run.id, "run_id": run.id}
 
 
 def _summary(state: Json, step: int) -> Json:

@@ -11,12 +11,18 @@ live to clients that asked for `stream_mode="custom"` and stored with the run's 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 # Largest progress payload a tool may emit (JSON characters): events are stored per run.
 MAX_PROGRESS_CHARS = 16_384
+
+# Where each run executing in this process records a tool's progress, by run id (set by the
+# run engine for the run's duration). Kept outside RunContext so the context stays plain data:
+# the SDK serializes it with a paused run's state.
+_PROGRESS: dict[str, Callable[[Any], None]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +33,16 @@ class RunContext:
     user_id: str
     thread_id: str | None = None
     run_id: str | None = None
-    # Records a `custom` event on the run (set by the run engine; None outside a served run).
-    progress: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
+
+
+@contextmanager
+def progress_sink(run_id: str, sink: Callable[[Any], None]) -> Iterator[None]:
+    """Send the progress tools of run `run_id` emit to `sink` while the block runs."""
+    _PROGRESS[run_id] = sink
+    try:
+        yield
+    finally:
+        _PROGRESS.pop(run_id, None)
 
 
 def emit_progress(context: Any, data: Any) -> bool:
@@ -36,13 +50,14 @@ def emit_progress(context: Any, data: Any) -> bool:
     its RunContext), `data` any JSON value. False when the run has no event stream (a tool
     called outside a served run); ValueError when `data` is not JSON or too large."""
     run_context = getattr(context, "context", context)
-    sink = getattr(run_context, "progress", None)
+    run_id = getattr(run_context, "run_id", None)
     try:
         size = len(json.dumps(data))
     except (TypeError, ValueError) as exc:
         raise ValueError("progress data must be JSON") from exc
     if size > MAX_PROGRESS_CHARS:
         raise ValueError(f"progress data may be at most {MAX_PROGRESS_CHARS} JSON characters")
+    sink = _PROGRESS.get(run_id) if isinstance(run_id, str) else None
     if sink is None:
         return False
     sink(data)

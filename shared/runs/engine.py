@@ -43,7 +43,7 @@ from agents.memory import Session
 from sqlalchemy import bindparam, select
 
 from shared.agents import get_agent
-from shared.core.context import RunContext
+from shared.core.context import RunContext, progress_sink
 from shared.core.settings import get_settings
 from shared.db import direct
 from shared.db.models import Run
@@ -448,13 +448,7 @@ async def _execute(
         # A clone per run: the SDK checks every concurrent run of one Agent object for tool
         # changes on each turn, which costs O(runs) each at a thousand runs in flight.
         agent = get_agent(run.agent).clone()
-        context = RunContext(
-            run.tenant_id,
-            run.user_id or "",
-            run.thread_id,
-            run.id,
-            progress=_progress_sink(ex),
-        )
+        context = RunContext(run.tenant_id, run.user_id or "", run.thread_id, run.id)
         given: Any
         if resumed is not None:
             given = await reviews.resumed_state(resumed, agent, context)
@@ -476,6 +470,13 @@ async def _execute(
         max_turns=max_turns(run),
     )
     ex.cancel.attach(result)
+    with progress_sink(run.id, _progress_sink(ex)):
+        return await _drive(ex, history, result)
+
+
+async def _drive(ex: Execution, history: History, result: RunResultStreaming) -> Outcome:
+    """Consume the SDK's stream into run events, then end or pause the run by its outcome."""
+    run = ex.run
     asked = RECORDED_ON_REQUEST.intersection(run.stream_mode or ())
     step = 0
     try:

@@ -207,6 +207,11 @@ def thread_topic(thread_id: str) -> str:
     return f"thread:{thread_id}"
 
 
+def thread_runs_topic(thread_id: str) -> str:
+    """The notification topic of a thread's new runs (its stream listeners wake on it)."""
+    return f"thread-runs:{thread_id}"
+
+
 def lease_until(now: datetime | None = None) -> datetime:
     """When a lease taken or renewed now lapses (ASCENT_RUN_LEASE_SECONDS from now)."""
     return (now or utcnow()) + timedelta(seconds=get_settings().run_lease_seconds)
@@ -392,6 +397,9 @@ def create_run(tx: Tx, new: NewRun) -> Created:
             data=data | {"status": "running"},
             seq=2,
         )
+    if new.thread_id is not None:
+        # A client's thread (not a stateless run's own): its stream listeners pick the run up.
+        get_notifier().notify_in_tx(tx, thread_runs_topic(thread_id), new.run_id)
     run = _run({**values, "metadata": new.metadata})
     return Created(run=run, thread_created=thread_created, started=started)
 
