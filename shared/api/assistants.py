@@ -35,7 +35,7 @@ from shared.security.auth import Principal
 
 Json = dict[str, Any]
 SortBy = Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"]
-Field_ = Literal[
+SelectField = Literal[
     "assistant_id",
     "graph_id",
     "name",
@@ -111,7 +111,7 @@ class AssistantSearch(Page):
     name: str | None = Field(None, max_length=200)
     sort_by: SortBy | None = None
     sort_order: Literal["asc", "desc"] | None = None
-    select: list[Field_] | None = None
+    select: list[SelectField] | None = None
 
 
 class VersionSearch(Page):
@@ -441,10 +441,10 @@ async def search(principal: Principal, body: AssistantSearch) -> tuple[list[Json
     key: SortBy = body.sort_by or "created_at"
     descending = (body.sort_order or ("desc" if body.sort_by is None else "asc")) == "desc"
 
-    def order(a: Json) -> tuple[str, str]:
+    def order(a: Json) -> tuple[Any, str]:
         value = a[key]
         if key in ("created_at", "updated_at"):
-            value = aware(datetime.fromisoformat(value)).isoformat()
+            return (aware(datetime.fromisoformat(value)), a["assistant_id"])
         return (str(value), a["assistant_id"])
 
     found.sort(key=order, reverse=descending)

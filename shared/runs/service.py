@@ -135,7 +135,10 @@ async def bind(new: NewRun) -> NewRun:
     """The run on the agent it names: a catalog agent, or the tenant's assistant, whose latest
     version it records in its config for the engine (404 before anything is written)."""
     bound = await configured.resolve(new.tenant_id, new.agent)
-    return replace(new, agent=bound.agent, config=configured.bind_config(new.config, bound))
+    config = configured.bind_config(new.config, bound)
+    if bound.agent == new.agent and config is new.config:
+        return new  # a catalog agent by name: nothing to record (the common case)
+    return replace(new, agent=bound.agent, config=config)
 
 
 async def run_here(new: NewRun, *, principal: Principal) -> Handle:

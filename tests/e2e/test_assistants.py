@@ -420,3 +420,27 @@ def test_unprocessable_update_keeps_the_latest_version(devhost: DevHost) -> None
     with pytest.raises(UnprocessableEntityError):
         client.assistants.update(created["assistant_id"], context={"tools": ["refund_quote"]})
     assert [v["version"] for v in client.assistants.get_versions(created["assistant_id"])] == [1]
+
+
+def test_background_run_on_assistant_uses_its_configuration(devhost: DevHost) -> None:
+    """A queued run (`POST /runs`) on an assistant also runs its tool subset and records it."""
+    client = sdk(devhost)
+    created = tagged(client, context={"tools": ["current_time"]})
+    run = client.runs.create(None, created["assistant_id"], input=ARITHMETIC)
+    with devhost.client() as http:
+        reply = http.get(f"/runs/{run['run_id']}/wait").json()
+    assert reply["run"]["status"] == "success"
+    assert not tool_messages(reply)
+    assert reply["run"]["assistant_id"] == created["assistant_id"]
+
+
+def test_cron_may_name_an_assistant(devhost: DevHost) -> None:
+    """A cron may name the tenant's assistant; an unknown assistant id is a 404 problem."""
+    created = tagged(sdk(devhost))
+    body = {"input": "hello", "schedule": "0 0 1 1 *"}
+    with devhost.client() as http:
+        made = http.post("/runs/crons", json={**body, "assistant_id": created["assistant_id"]})
+        unknown = http.post("/runs/crons", json={**body, "assistant_id": str(uuid.uuid4())})
+    assert made.status_code == 200, made.text
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == PROBLEM
