@@ -14,7 +14,6 @@ bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS
 TAGS = ["assistants"]
 _OBJECT = {"type": "object"}
-_ARRAY = {"type": "array", "items": {"type": "object"}}
 _ID = {"assistant_id": {"type": "string", "description": "An assistant id or a graph name."}}
 
 
@@ -26,7 +25,7 @@ def _id(req: Request) -> str:
 @documented(
     summary="Create an assistant",
     request=assistants.AssistantCreate,
-    response=_OBJECT,
+    response=assistants.AssistantOut,
     errors=[409],
     tags=TAGS,
 )
@@ -42,7 +41,7 @@ async def create_assistant(req: Request) -> Response:
 @documented(
     summary="Search assistants",
     request=assistants.AssistantSearch,
-    response=_ARRAY,
+    response=assistants.AssistantSearchResult,
     response_headers={"X-Pagination-Next": "The offset of the next page, when there is one."},
     tags=TAGS,
 )
@@ -72,7 +71,13 @@ async def count_assistants(req: Request) -> Response:
 
 
 @bp.route(route="assistants/{assistant_id}", methods=["GET"], auth_level=ANON)
-@documented(summary="Get an assistant", response=_OBJECT, errors=[404], path_params=_ID, tags=TAGS)
+@documented(
+    summary="Get an assistant",
+    response=assistants.AssistantOut,
+    errors=[404],
+    path_params=_ID,
+    tags=TAGS,
+)
 @api
 async def get_assistant(req: Request) -> Response:
     """Get an assistant's latest version."""
@@ -84,7 +89,7 @@ async def get_assistant(req: Request) -> Response:
 @documented(
     summary="Update an assistant (a new version)",
     request=assistants.AssistantPatch,
-    response=_OBJECT,
+    response=assistants.AssistantOut,
     errors=[404, 409],
     path_params=_ID,
     tags=TAGS,
@@ -103,7 +108,8 @@ async def update_assistant(req: Request) -> Response:
 )
 @api
 async def delete_assistant(req: Request) -> Response:
-    """Delete an assistant and its versions (its audit trail stays)."""
+    """Delete an assistant and its versions (its audit trail stays). LangGraph's
+    `delete_threads` is not supported: threads are kept."""
     principal = await principal_of(req)
     await assistants.delete_assistant(principal, _id(req))
     return Response(status_code=204)
@@ -112,7 +118,7 @@ async def delete_assistant(req: Request) -> Response:
 @bp.route(route="assistants/{assistant_id}/graph", methods=["GET"], auth_level=ANON)
 @documented(
     summary="Get an assistant's graph",
-    response=_OBJECT,
+    response=assistants.GraphOut,
     errors=[404],
     path_params=_ID,
     tags=TAGS,
@@ -142,7 +148,7 @@ async def get_assistant_subgraphs(req: Request) -> Response:
 @bp.route(route="assistants/{assistant_id}/schemas", methods=["GET"], auth_level=ANON)
 @documented(
     summary="Get an assistant's JSON Schemas",
-    response=_OBJECT,
+    response=assistants.SchemasOut,
     errors=[404],
     path_params=_ID,
     tags=TAGS,
@@ -158,7 +164,7 @@ async def get_assistant_schemas(req: Request) -> Response:
 @documented(
     summary="List an assistant's versions",
     request=assistants.VersionSearch,
-    response=_ARRAY,
+    response=assistants.AssistantVersionList,
     errors=[404],
     path_params=_ID,
     tags=TAGS,
@@ -175,7 +181,7 @@ async def list_assistant_versions(req: Request) -> Response:
 @documented(
     summary="Set an assistant's latest version",
     request=assistants.SetLatest,
-    response=_OBJECT,
+    response=assistants.AssistantOut,
     errors=[404, 409],
     path_params=_ID,
     tags=TAGS,
@@ -191,7 +197,7 @@ async def set_assistant_latest(req: Request) -> Response:
 @bp.route(route="assistants/{assistant_id}/audit", methods=["GET"], auth_level=ANON)
 @documented(
     summary="An assistant's audit trail",
-    response=_ARRAY,
+    response=assistants.AuditTrail,
     errors=[404],
     path_params=_ID,
     tags=TAGS,

@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, select
 
@@ -124,6 +124,101 @@ class SetLatest(_Body):
     """Body of `POST /assistants/{assistant_id}/latest`."""
 
     version: int = Field(ge=1, le=2**31 - 1)
+
+
+# --- response shapes (documented in the OpenAPI document) -------------------------------------
+
+
+class AssistantVersionOut(BaseModel):
+    """One version of an assistant (LangGraph's `AssistantVersion`)."""
+
+    assistant_id: str
+    graph_id: str
+    config: Json
+    context: Json
+    metadata: Json
+    version: int
+    name: str
+    description: str | None
+    created_at: datetime
+
+
+class AssistantOut(AssistantVersionOut):
+    """An assistant: its latest version's fields (LangGraph's `Assistant`)."""
+
+    updated_at: datetime
+
+
+class AssistantVersionList(RootModel[list[AssistantVersionOut]]):
+    """Versions of an assistant, newest first."""
+
+
+class AssistantSelected(BaseModel):
+    """A search result: every field of an assistant, or those `select` asked for."""
+
+    assistant_id: str | None = None
+    graph_id: str | None = None
+    config: Json | None = None
+    context: Json | None = None
+    metadata: Json | None = None
+    version: int | None = None
+    name: str | None = None
+    description: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class AssistantSearchResult(RootModel[list[AssistantSelected]]):
+    """The assistants a search matched, in the requested order."""
+
+
+class GraphNode(BaseModel):
+    """A node of an assistant's graph: `__start__`, `__end__`, the agent, a tool, a handoff."""
+
+    id: str
+    type: str
+    data: Any
+
+
+class GraphEdge(BaseModel):
+    """An edge of an assistant's graph (`conditional`: the model decides whether it is taken)."""
+
+    source: str
+    target: str
+    conditional: bool | None = None
+
+
+class GraphOut(BaseModel):
+    """An assistant's agent as a graph."""
+
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+
+
+class SchemasOut(BaseModel):
+    """The JSON Schemas of an assistant's graph (LangGraph's `GraphSchema`)."""
+
+    graph_id: str
+    input_schema: Json | None
+    output_schema: Json | None
+    state_schema: Json | None
+    config_schema: Json | None
+    context_schema: Json | None
+
+
+class AuditEntry(BaseModel):
+    """One change of an assistant: what, by whom, to which version, when."""
+
+    assistant_id: str
+    action: Literal["created", "updated", "latest", "deleted"]
+    actor: str
+    version: int | None
+    details: Json
+    at: datetime
+
+
+class AuditTrail(RootModel[list[AuditEntry]]):
+    """An assistant's audit trail, oldest first."""
 
 
 # --- shapes ----------------------------------------------------------------------------------
