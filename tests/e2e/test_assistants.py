@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -444,3 +445,21 @@ def test_cron_may_name_an_assistant(devhost: DevHost) -> None:
     assert made.status_code == 200, made.text
     assert unknown.status_code == 404
     assert unknown.headers["content-type"] == PROBLEM
+
+
+def test_concurrent_updates_get_distinct_versions(devhost: DevHost) -> None:
+    """Concurrent updates each get their own version number (or a 409 to retry), never a 5xx
+    and never a lost version."""
+    client = sdk(devhost)
+    created = tagged(client)
+    path = f"/assistants/{created['assistant_id']}"
+
+    def patch(index: int) -> int:
+        with devhost.client() as http:
+            return http.patch(path, json={"metadata": {f"k{index}": index}}).status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(patch, range(4)))
+    versions = [v["version"] for v in client.assistants.get_versions(created["assistant_id"])]
+    assert set(statuses) <= {200, 409}
+    assert versions == list(range(1 + statuses.count(200), 0, -1))
