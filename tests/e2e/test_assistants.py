@@ -15,6 +15,8 @@ from langgraph_sdk._sync.client import SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from tests.conftest import BACKENDS, POSTGRES_URL, DevHost, start_devhost
+from tests.e2e.hitl_helpers import REFUND_REQUEST
+from tests.e2e.protocol_helpers import new_thread, wait_status
 from tests.security_support import ADMIN_KEY, new_tenant_with_key
 
 pytestmark = pytest.mark.e2e
@@ -46,10 +48,10 @@ def sdk(devhost: DevHost, key: str | None = None) -> SyncLangGraphClient:
     return get_sync_client(url=devhost.base_url, headers=headers)
 
 
-def tagged(client: SyncLangGraphClient, **extra: Any) -> dict[str, Any]:
-    """A new assistant of the `assistant` graph, with a metadata tag unique to the test."""
+def tagged(client: SyncLangGraphClient, graph: str = "assistant", **extra: Any) -> dict[str, Any]:
+    """A new assistant of the graph, with a metadata tag unique to the test."""
     metadata = {"tag": uuid.uuid4().hex, **extra.pop("metadata", {})}
-    return dict(client.assistants.create("assistant", metadata=metadata, **extra))
+    return dict(client.assistants.create(graph, metadata=metadata, **extra))
 
 
 def tool_messages(reply: Any) -> list[Any]:
@@ -463,3 +465,18 @@ def test_concurrent_updates_get_distinct_versions(devhost: DevHost) -> None:
     versions = [v["version"] for v in client.assistants.get_versions(created["assistant_id"])]
     assert set(statuses) <= {200, 409}
     assert versions == list(range(1 + statuses.count(200), 0, -1))
+
+
+def test_assistant_without_the_write_tool_never_pauses_for_approval(devhost: DevHost) -> None:
+    """A billing assistant limited to `refund_quote` answers a refund request without the
+    approval pause the catalog billing agent takes before `issue_refund`."""
+    created = tagged(sdk(devhost), graph="billing", context={"tools": ["refund_quote"]})
+    statuses: list[str] = []
+    with devhost.client() as http:
+        for agent in ("billing", created["assistant_id"]):
+            thread_id = new_thread(http)
+            run = http.post(
+                f"/threads/{thread_id}/runs", json={"assistant_id": agent, "input": REFUND_REQUEST}
+            ).json()
+            statuses.append(wait_status(http, run["run_id"], "interrupted", "success", "error"))
+    assert statuses == ["interrupted", "success"]
