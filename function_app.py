@@ -10,6 +10,7 @@ import azure.functions as func
 from functions import (
     admin_http,
     agents_http,
+    assistants_http,
     crons_http,
     events_http,
     fallback_http,
@@ -33,6 +34,7 @@ app.register_functions(openai_http.bp)
 app.register_functions(openapi_http.bp)
 app.register_functions(admin_http.bp)
 app.register_functions(protocol_agents_http.bp)
+app.register_functions(assistants_http.bp)
 app.register_functions(protocol_threads_http.bp)
 app.register_functions(protocol_runs_http.bp)
 app.register_functions(store_http.bp)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from shared.agents import CATALOG
+from shared.agents import configured
 from shared.api import protocol
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
@@ -109,8 +109,8 @@ async def create_cron(
 ) -> Json:
     """Validate and store a cron; its first run is the first occurrence after `now`."""
     tenant = principal.tenant_id
-    if body.agent not in CATALOG:
-        raise NotFound(f"No agent {body.agent!r}.")
+    # A catalog agent or the tenant's assistant (each run uses its latest version then).
+    await configured.resolve(tenant, body.agent)
     run_body = protocol.RunCreate(
         agent_id=body.agent, input=body.input, messages=body.messages, config=body.config
     )

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from shared.agents import CATALOG, AgentSpec
+from shared.agents import CATALOG, AgentSpec, configured
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
 from shared.db import direct, repo
@@ -537,7 +537,8 @@ async def _start_request(
     lease_here: bool = False,
 ) -> NewRun:
     """Validate a run-creating body into the engine's NewRun (404, 409, 422 as documented)."""
-    if body.agent not in CATALOG:
+    # A catalog agent or an assistant id; the engine resolves which (shared/runs/service.py).
+    if not configured.may_name_agent(body.agent):
         raise NotFound(f"No agent {body.agent!r}.")
     items = normalize_input(body)
     if body.webhook is not None:

@@ -28,6 +28,14 @@ def public_thread_id(run: Run) -> str | None:
     return None if run.on_completion == "delete" else run.thread_id
 
 
+def assistant_of(run: Run) -> str:
+    """The assistant a run ran: the one its config records (shared/agents/configured.py), else
+    its catalog agent (whose default assistant the graph name also names)."""
+    configurable = (run.config or {}).get("configurable")
+    found = configurable.get("assistant_id") if isinstance(configurable, dict) else None
+    return found if isinstance(found, str) else run.agent
+
+
 def run_json(run: Run) -> dict[str, Any]:
     """A run in Agent Protocol shape, with LangGraph's field names alongside."""
     cancelled = run.error == "cancelled"
@@ -35,7 +43,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "run_id": run.id,
         "thread_id": public_thread_id(run),
         "agent_id": run.agent,
-        "assistant_id": run.agent,
+        "assistant_id": assistant_of(run),
         "created_at": iso(run.created_at),
         "updated_at": iso(run.updated_at or run.created_at),
         "status": run.status,

@@ -24,7 +24,7 @@ import logging
 import weakref
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Final, cast
 
@@ -34,6 +34,7 @@ from agents import (
     MaxTurnsExceeded,
     ModelBehaviorError,
     OutputGuardrailTripwireTriggered,
+    RunConfig,
     Runner,
     RunResultStreaming,
     StreamEvent,
@@ -42,7 +43,7 @@ from agents.items import TResponseInputItem
 from agents.memory import Session
 from sqlalchemy import bindparam, select
 
-from shared.agents import get_agent
+from shared.agents.configured import RunAgent, agent_for_run
 from shared.core.context import RunContext, progress_sink
 from shared.core.settings import get_settings
 from shared.db import direct
@@ -177,6 +178,15 @@ def max_turns(run: Run) -> int:
     if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
         return min(limit, asked)
     return limit
+
+
+def run_config_for(chosen: RunAgent) -> RunConfig:
+    """The SDK run config: the shared one, or a copy naming the model the assistant chose
+    (the shared one's model, when set, would override the agent's)."""
+    shared = run_config()
+    if chosen.model is None:
+        return shared
+    return replace(shared, model=chosen.model)
 
 
 # --- the lease and the cancel watch --------------------------------------------------------------
@@ -445,9 +455,9 @@ async def _execute(
             answer = reviews.released_answer(resumed)
             await history.session.add_items([{"role": "assistant", "content": answer}])
             return await _end(ex, history, "success", output=answer, last_agent=resumed.pause.agent)
-        # A clone per run: the SDK checks every concurrent run of one Agent object for tool
-        # changes on each turn, which costs O(runs) each at a thousand runs in flight.
-        agent = get_agent(run.agent).clone()
+        # The run's own copy of its agent, configured by its assistant (the one place).
+        chosen = await agent_for_run(run.tenant_id, run.agent, run.config)
+        agent = chosen.agent
         context = RunContext(run.tenant_id, run.user_id or "", run.thread_id, run.id)
         given: Any
         if resumed is not None:
@@ -466,7 +476,7 @@ async def _execute(
         given,
         session=history.session,
         context=context,
-        run_config=run_config(),
+        run_config=run_config_for(chosen),
         max_turns=max_turns(run),
     )
     ex.cancel.attach(result)

@@ -37,7 +37,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Final
 
-from shared.agents import get_agent
+from shared.agents import configured
 from shared.core.errors import ServiceUnavailable
 from shared.core.settings import get_settings
 from shared.db import direct, repo
@@ -131,9 +131,19 @@ class Handle:
         return follow(tenant_id=self.run.tenant_id, run_id=self.run.id, after=after)
 
 
+async def bind(new: NewRun) -> NewRun:
+    """The run on the agent it names: a catalog agent, or the tenant's assistant, whose latest
+    version it records in its config for the engine (404 before anything is written)."""
+    bound = await configured.resolve(new.tenant_id, new.agent)
+    config = configured.bind_config(new.config, bound)
+    if bound.agent == new.agent and config is new.config:
+        return new  # a catalog agent by name: nothing to record (the common case)
+    return replace(new, agent=bound.agent, config=config)
+
+
 async def run_here(new: NewRun, *, principal: Principal) -> Handle:
     """Create a run and execute it on this instance (see the module docstring)."""
-    get_agent(new.agent)  # an unknown agent is 404 before anything is written
+    new = await bind(new)
     await check_token_budget(new.tenant_id)
     owner = ATTACHED + new_id()
     new = replace(new, lease_owner=owner)
@@ -227,7 +237,7 @@ async def _fail_here(run: Run, owner: str, error: str) -> Outcome:
 
 async def submit(new: NewRun) -> Run:
     """Create a pending run and hand it to the queue (`POST /runs`, crons)."""
-    get_agent(new.agent)
+    new = await bind(new)
     await check_token_budget(new.tenant_id)
     created = await direct.write(lambda tx: records.create_run(tx, new))
     await enqueue(created.run)

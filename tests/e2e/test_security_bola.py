@@ -32,7 +32,7 @@ NOT_OWNED = {
     "model": "model name",
     "user_id": "a grantee's user id (thread grants)",
 }
-KNOWN = ("thread_id", "run_id", "tenant_id", "key_id", "cron_id", "review_id")
+KNOWN = ("thread_id", "run_id", "tenant_id", "key_id", "cron_id", "review_id", "assistant_id")
 # Valid bodies, so ownership (not validation) decides; other writes get `{}`.
 RUN_BODY = {"agent_id": "assistant", "input": "hello"}
 BODIES = {"runs": RUN_BODY, "runs/wait": RUN_BODY, "runs/stream": RUN_BODY}
@@ -80,9 +80,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 json={"assistant_id": "assistant", "input": "hello", "schedule": "0 0 1 1 *"},
             )
             paused = start_paused_run(a)
+            assistant = a.post("/assistants", json={"graph_id": "assistant"})
             review = pending_review(a, paused["run_id"])
         assert run.status_code == 200, run.text
         assert cron.status_code == 200, cron.text
+        assert assistant.status_code == 200, assistant.text
         with admin(host.base_url) as client:
             a_keys = client.get("/platform/tenants/dev/keys").json()["keys"]
         _, b_issued = new_tenant_with_key(host.base_url)
@@ -93,6 +95,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "key_id": a_keys[0]["id"],
             "cron_id": cron.json()["cron_id"],
             "review_id": review["review_id"],
+            "assistant_id": assistant.json()["assistant_id"],
         }
         yield World(host, owned, b_issued["key"])
     finally:

@@ -1,7 +1,7 @@
 """thread_checkpoints: thread states written by update_state and copy
 
-Revision ID: 0015_thread_checkpoints
-Revises: 0012_run_engine
+Revision ID: 0014_thread_checkpoints
+Revises: 0013_assistants
 Create Date: 2026-12-05 08:30:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_thread_checkpoints"
-down_revision: str | Sequence[str] | None = "0012_run_engine"
+revision: str = "0014_thread_checkpoints"
+down_revision: str | Sequence[str] | None = "0013_assistants"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
