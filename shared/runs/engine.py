@@ -50,7 +50,7 @@ from shared.memory.sessions import HistoryBuffer, build_session, read_history, s
 from shared.outbox.drain import drain_soon
 from shared.platform.llm import run_config
 from shared.platform.notify import RESYNC, Subscription
-from shared.runs import records, reviews
+from shared.runs import client_tools, records, reviews
 from shared.runs.live import EventLog, LiveRun
 from shared.runs.messages import run_events_of, to_messages, token_of
 from shared.runs.records import Ending, EventRow, NotOurs
@@ -85,6 +85,9 @@ class Outcome:
     last_agent: str = ""
     usage: dict[str, int] = field(default_factory=dict)
     reviews: list[Json] = field(default_factory=list)
+    # The client-supplied tools the run stopped at (shared/runs/client_tools.py): the run
+    # succeeded, and the client executes them and continues the thread with their outputs.
+    tool_calls: list[Json] = field(default_factory=list)
 
     @property
     def paused(self) -> bool:
@@ -434,7 +437,7 @@ async def _execute(
             return await _end(ex, history, "success", output=answer, last_agent=resumed.pause.agent)
         # A clone per run: the SDK checks every concurrent run of one Agent object for tool
         # changes on each turn, which costs O(runs) each at a thousand runs in flight.
-        agent = get_agent(run.agent).clone()
+        agent = client_tools.customize(get_agent(run.agent).clone(), run.config)
         context = RunContext(run.tenant_id, run.user_id or "", run.thread_id, run.id)
         given: Any
         if resumed is not None:
@@ -538,6 +541,15 @@ async def _execute(
             partial=True,
         )
     if result.interruptions:
+        calls = client_tools.client_calls(result.interruptions, run.config)
+        if calls:
+            # Stopped before client tools (not a human review): the turn so far, with the
+            # model's calls, is the thread's; the client answers them in its next request.
+            outcome = await _end(
+                ex, history, "success", output="", last_agent=result.last_agent.name, usage=usage
+            )
+            outcome.tool_calls = calls
+            return outcome
         return await _pause(ex, history, reviews.tool_pause(run, result), usage)
     return await _end(
         ex,
