@@ -30,9 +30,12 @@ Execution. Without `background`, the run executes on the instance that received 
 `response.in_progress`, `response.output_item.added`, `response.content_part.added`,
 `response.output_text.delta`..., `response.output_text.done`, `response.content_part.done`,
 `response.output_item.done`, then `response.completed`, `response.failed` or
-`response.incomplete`, each with its `sequence_number`). A failure before the first output
-token is an HTTP error (OpenAI's error shape, shared/api/openai_errors.py); after it, a
-`response.failed` event. A client that disconnects cancels the run. With `background: true` the
+`response.incomplete` (also for a cancelled response, status `cancelled`), each with its
+`sequence_number`). As with OpenAI, a request that fails validation is an HTTP error (OpenAI's
+error shape, shared/api/openai_errors.py), while a run that fails once the stream has started
+ends with `response.failed`; non-streamed, a failed run is an HTTP error (400 for a refused
+input, 502 for a model failure), like chat completions. A client that disconnects cancels the
+run. With `background: true` the
 run goes through the `agent-runs` queue like `POST /runs` and the answer is the `queued`
 response; `GET /v1/responses/{id}` follows it, `POST /v1/responses/{id}/cancel` cancels it.
 
@@ -784,7 +787,7 @@ async def stream_events(
         response = render(final, output)
         if response.status == "failed":
             yield emit(ResponseFailedEvent, type="response.failed", response=response)
-        elif response.status == "incomplete":
+        elif response.status in ("incomplete", "cancelled"):
             yield emit(ResponseIncompleteEvent, type="response.incomplete", response=response)
         else:
             yield emit(ResponseCompletedEvent, type="response.completed", response=response)
