@@ -251,3 +251,37 @@ def test_bad_body_is_a_bad_request(devhost: DevHost) -> None:
         client_for(devhost).responses.create(model="assistant", input=[])
     body: Any = raised.value.body
     assert body["type"] == "invalid_request_error"
+
+
+def test_streamed_client_tool_call_is_a_function_call_item(devhost: DevHost) -> None:
+    """Streamed, the client's tool call arrives as a `function_call` output item."""
+    client = client_for(devhost)
+    with client.responses.stream(
+        model="assistant", input="use get_weather for Rome", tools=[WEATHER]
+    ) as stream:
+        final = stream.get_final_response()
+    [call] = [i for i in final.output if i.type == "function_call"]
+    assert call.name == "get_weather" and final.status == "completed"
+
+
+def test_approval_without_previous_response_is_a_bad_request(devhost: DevHost) -> None:
+    """An mcp_approval_response needs the response it answers: without it, a 400."""
+    with pytest.raises(openai.BadRequestError):
+        client_for(devhost).responses.create(
+            model="billing",
+            input=[
+                {
+                    "type": "mcp_approval_response",
+                    "approval_request_id": f"mcpr_{'0' * 32}",
+                    "approve": True,
+                }
+            ],
+        )
+
+
+def test_a_new_message_on_a_paused_response_conflicts(devhost: DevHost) -> None:
+    """While a response waits for approval its conversation is held: a new message is 409."""
+    client = client_for(devhost)
+    paused = client.responses.create(model="billing", input="please issue a refund of 40")
+    with pytest.raises(openai.ConflictError):
+        client.responses.create(model="billing", input="hello", previous_response_id=paused.id)
