@@ -579,8 +579,12 @@ def render(run: Run, output: list[ResponseOutputItem], *, status: str | None = N
 
 async def load(principal: Principal, value: str) -> Run:
     """The run behind a response id the principal sees (404 for any other id)."""
-    run = await protocol.get_run(principal, run_id_of(value))
-    if run.entry_point != ENTRY_POINT:
+    try:
+        run = await protocol.get_run(principal, run_id_of(value))
+    except NotFound:
+        run = None
+    if run is None or run.entry_point != ENTRY_POINT:
+        # Named as the client named it (never the run id behind it).
         raise NotFound(f"No response {value[:80]!r}.")
     return run
 
