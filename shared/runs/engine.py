@@ -10,7 +10,9 @@
    when the lease is lost;
 5. write the outcome in one transaction (shared/runs/records.py): status, answer, usage,
    closing events, the turn's history, the thread freed, the terminal CloudEvent (with the
-   run's webhook), or the pause for a human (shared/runs/reviews.py).
+   run's webhook), or the pause for a human (shared/runs/reviews.py). A run that stops before
+   tools the client supplied (OpenAI `tools`, shared/runs/client_tools.py) ends `success`
+   with those calls in `Outcome.tool_calls` and in the thread: the client executes them.
 
 There is one mapping of what can go wrong (`failure_of`), one usage conversion (`usage_of`),
 one pause path and one cancel path; the entry points (shared/runs/service.py and the adapters
