@@ -23,7 +23,14 @@ latest continues the thread, it does not fork. `store` is accepted and ignored (
 string pairs) is the run's metadata and round-trips. Function `tools` supplied by the client
 are given to the agent (shared/runs/client_tools.py): when the model calls one, the response
 completes with `function_call` output items, and a follow-up request with
-`previous_response_id` and `function_call_output` input items continues the conversation.
+`previous_response_id` and `function_call_output` input items continues the conversation
+(send `tools` again, as OpenAI clients do, so the model still knows them; a follow-up that
+answers none of the calls leaves them unanswered in the history, which real models refuse).
+
+Not supported: `GET /v1/responses/{id}?stream=true` (replay a stream: use
+`GET /runs/{run_id}/stream`), forking a chain from an older response, and tool types other
+than `function`; `tool_choice`, `text.format`, `truncation`, `include` and sampling
+parameters are accepted and ignored (the agent's configuration decides).
 
 Execution. Without `background`, the run executes on the instance that received the request
 (`stream: true` answers `text/event-stream` of Responses events: `response.created`,
