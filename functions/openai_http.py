@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
+from openai.types import Model
 from openai.types.chat import ChatCompletion
 
 from shared.api.http import principal_of, read_json
@@ -16,7 +17,6 @@ from shared.api.openai_compat import (
     RUN_HEADER,
     THREAD_HEADER,
     ChatCompletionRequest,
-    ModelCard,
     ModelList,
     chat_completions,
     get_model_card,
@@ -50,7 +50,7 @@ async def openai_list_models(req: Request) -> Response:
 @bp.route(route="v1/models/{model}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @documented(
     summary="One agent as an OpenAI model",
-    response=ModelCard,
+    response=Model,
     errors=[404],
     tags=["openai"],
     openai_errors=True,

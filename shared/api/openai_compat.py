@@ -76,6 +76,7 @@ from typing import Any, Literal, cast
 from agents.items import TResponseInputItem
 from fastapi import Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from openai.types import Model
 from openai.types.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -336,20 +337,16 @@ def _item_of(message: ChatMessage) -> list[Json]:
 # --- responses ----------------------------------------------------------------------------
 
 
-class ModelCard(BaseModel):
-    """One entry of `GET /v1/models`: a catalog agent presented as an OpenAI model."""
-
-    id: str
-    object: Literal["model"] = "model"
-    created: int = 0
-    owned_by: str = OWNER
+def model_card(name: str) -> Model:
+    """A catalog agent as an OpenAI model (the `openai` package's own `Model` type)."""
+    return Model(id=name, object="model", created=0, owned_by=OWNER)
 
 
 class ModelList(BaseModel):
     """Body of `GET /v1/models`."""
 
     object: Literal["list"] = "list"
-    data: list[ModelCard]
+    data: list[Model]
 
 
 # --- models -------------------------------------------------------------------------------
@@ -357,14 +354,14 @@ class ModelList(BaseModel):
 
 def list_models() -> ModelList:
     """Every catalog agent as an OpenAI model."""
-    return ModelList(data=[ModelCard(id=name) for name in CATALOG])
+    return ModelList(data=[model_card(name) for name in CATALOG])
 
 
-def get_model_card(name: str) -> ModelCard:
+def get_model_card(name: str) -> Model:
     """The catalog agent `name` as an OpenAI model, or NotFound."""
     if name not in CATALOG:
         raise NotFound(f"No model (agent) named {name!r}.")
-    return ModelCard(id=name)
+    return model_card(name)
 
 
 # --- threads ------------------------------------------------------------------------------
