@@ -66,9 +66,17 @@ def test_stream_is_a_valid_event_sequence(devhost: DevHost) -> None:
         events = list(stream)
         final = stream.get_final_response()
     types = [e.type for e in events]
-    assert types[:2] == ["response.created", "response.in_progress"]
-    assert types[-1] == "response.completed"
-    assert "response.output_text.delta" in types
+    assert [t for t in types if t != "response.output_text.delta"] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert types.index("response.output_text.delta") == 4
     assert [e.sequence_number for e in events] == list(range(len(events)))
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert final.output_text == deltas and "Hello streaming world" in deltas
@@ -144,6 +152,17 @@ def test_background_response_completes(devhost: DevHost) -> None:
     assert created.status in ("queued", "in_progress") and created.background
     done = until_status(client, created.id, {"completed"})
     assert "Hello later" in done.output_text
+
+
+def test_background_stream_follows_the_queued_run(devhost: DevHost) -> None:
+    """A background response can be streamed too: the queued run's events, then completed."""
+    client = client_for(devhost)
+    with client.responses.stream(
+        model="assistant", input="Hello from the queue", background=True
+    ) as stream:
+        final = stream.get_final_response()
+    assert final.background and final.status == "completed"
+    assert "Hello from the queue" in final.output_text
 
 
 def test_cancel_stops_a_paused_response(devhost: DevHost) -> None:
