@@ -20,6 +20,7 @@ from functions import (
     protocol_agents_http,
     protocol_runs_http,
     protocol_threads_http,
+    responses_http,
     reviews_http,
     runs_queue,
     store_http,
@@ -31,6 +32,7 @@ app.register_functions(health_http.bp)
 app.register_functions(agents_http.bp)
 app.register_functions(threads_http.bp)
 app.register_functions(openai_http.bp)
+app.register_functions(responses_http.bp)
 app.register_functions(openapi_http.bp)
 app.register_functions(admin_http.bp)
 app.register_functions(protocol_agents_http.bp)

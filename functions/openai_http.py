@@ -1,25 +1,28 @@
 """The OpenAI-compatible API under `/api/v1`: models and chat completions.
 
-The behaviour (threads, streaming, errors) is documented in `shared.api.openai_compat`.
+The behaviour (threads, streaming, client tools) is documented in `shared.api.openai_compat`;
+errors are OpenAI's shape (`shared.api.openai_errors`). The Responses API is
+functions/responses_http.py.
 """
 
 from __future__ import annotations
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
+from openai.types import Model
+from openai.types.chat import ChatCompletion
 
-from shared.api.http import api, principal_of, read_json
+from shared.api.http import principal_of, read_json
 from shared.api.openai_compat import (
     RUN_HEADER,
     THREAD_HEADER,
-    ChatCompletion,
     ChatCompletionRequest,
-    ModelCard,
     ModelList,
     chat_completions,
     get_model_card,
     list_models,
 )
+from shared.api.openai_errors import openai_api
 from shared.api.openapi import documented
 
 bp = func.Blueprint()
@@ -31,8 +34,13 @@ _ANSWER_HEADERS = {
 
 
 @bp.route(route="v1/models", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@documented(summary="List the agents as OpenAI models", response=ModelList, tags=["openai"])
-@api
+@documented(
+    summary="List the agents as OpenAI models",
+    response=ModelList,
+    tags=["openai"],
+    openai_errors=True,
+)
+@openai_api
 async def openai_list_models(req: Request) -> Response:
     """List every catalog agent as an OpenAI model."""
     await principal_of(req)
@@ -41,9 +49,13 @@ async def openai_list_models(req: Request) -> Response:
 
 @bp.route(route="v1/models/{model}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @documented(
-    summary="One agent as an OpenAI model", response=ModelCard, errors=[404], tags=["openai"]
+    summary="One agent as an OpenAI model",
+    response=Model,
+    errors=[404],
+    tags=["openai"],
+    openai_errors=True,
 )
-@api
+@openai_api
 async def openai_get_model(req: Request) -> Response:
     """Return the catalog agent named in the path as an OpenAI model."""
     await principal_of(req)
@@ -57,17 +69,20 @@ async def openai_get_model(req: Request) -> Response:
         "`model` is a catalog agent. `X-Ascent-Thread-Id` or `user` selects a server-side "
         "thread (then only the last user message is new input); without either the run is "
         "stateless and takes all of `messages`. With `stream: true` the answer is "
-        "`text/event-stream` of `data: {chat.completion.chunk}` lines ending `data: [DONE]`."
+        "`text/event-stream` of `data: {chat.completion.chunk}` lines ending `data: [DONE]`. "
+        "Client-supplied function `tools` come back as `tool_calls` (finish_reason "
+        "`tool_calls`); continue with `role: tool` messages."
     ),
     request=ChatCompletionRequest,
     response=ChatCompletion,
     streaming=True,
-    errors=[404, 502],
+    errors=[404, 409, 502, 503],
     headers={THREAD_HEADER: "Continue this thread of the caller's tenant (a UUID)."},
     response_headers=_ANSWER_HEADERS,
     tags=["openai"],
+    openai_errors=True,
 )
-@api
+@openai_api
 async def openai_chat_completions(req: Request) -> Response:
     """Run the agent named by `model` on the conversation and answer in OpenAI's shape."""
     principal = await principal_of(req)

@@ -9,6 +9,9 @@ table, the one the dev host and the OpenAPI document read:
   headers for an allowed origin (shared/api/cors.py);
 - a path some route matches with other methods: 405 with `Allow`;
 - anything else: 404.
+
+Both errors are problem+json, except under `/v1` (the OpenAI API), where they take OpenAI's
+`{"error": ...}` shape like every other `/v1` answer.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from shared.api import cors
 from shared.api.http import problem
+from shared.api.openai_errors import error_body
 from shared.api.openapi import http_functions
 
 CATCH_ALL = "{*path}"
@@ -76,13 +80,17 @@ def answer(table: RouteTable, path: str, method: str, origin: str | None) -> Res
     if method == "OPTIONS":
         headers = {"Allow": allow} if allow else {}
         return Response(status_code=204, headers=headers | cors.preflight_headers(origin))
+    openai = path.strip("/").split("/")[0] == "v1"  # the OpenAI API answers in its own shape
     if allowed:
-        response = problem(
-            405,
-            "method-not-allowed",
-            "Method not allowed",
-            f"{method} is not served here; use {', '.join(sorted(allowed))}.",
-        )
+        detail = f"{method} is not served here; use {', '.join(sorted(allowed))}."
+        if openai:
+            body = error_body(405, detail, "method_not_allowed")
+            response: Response = JSONResponse(body, status_code=405)
+        else:
+            response = problem(405, "method-not-allowed", "Method not allowed", detail)
         response.headers["Allow"] = allow
         return response
+    if openai:
+        body = error_body(404, "No route matches this path.", "not_found")
+        return JSONResponse(body, status_code=404)
     return problem(404, "not-found", "Not found", "No route matches this path.")

@@ -45,13 +45,22 @@ a final `data: {"error": {...}}` event, which the `openai` SDK raises as `APIErr
 streamed text is every assistant text delta of the run, the non-streamed content is the run's
 final output; they are equal unless an agent writes text in a turn that also calls a tool.
 
-Errors are not OpenAI's `{"error": ...}` shape but Ascent's `application/problem+json` with the
-right status (400 bad JSON, 401 bad key, 404 unknown model or thread, 409 thread busy, 413 too
-large, 422 invalid fields or tripped guardrail, 502 model failure, 503 instance full), so the
-SDK raises its matching
-`APIStatusError` subclass (`BadRequestError`, `AuthenticationError`, `NotFoundError`, ...).
-Sampling parameters (`temperature`, `max_tokens`, tools, ...) are accepted and ignored: the
-agent's own configuration decides. Content is text only.
+Errors are OpenAI's `{"error": {"message", "type", "param", "code"}}` shape
+(shared/api/openai_errors.py) with the right status (400 bad JSON, invalid fields or tripped
+guardrail, 401 bad key, 404 unknown model or thread, 409 thread busy, 413 too large, 502 model
+failure, 503 instance full), so the SDK raises its matching `APIStatusError` subclass
+(`BadRequestError`, `AuthenticationError`, `NotFoundError`, ...).
+
+Client tools. Function `tools` the request supplies are given to the agent
+(shared/runs/client_tools.py): when the model calls one, the run stops before executing it and
+the completion is the assistant message with `tool_calls` and `finish_reason: "tool_calls"`
+(streamed: one chunk carrying the calls). The client runs them and sends the conversation back
+with `role: "tool"` messages (`tool_call_id`); with a thread, the trailing tool messages are the
+new input, and the run continues from the calls kept in the thread. Send the same `tools` again
+so the model still knows them. Sampling parameters (`temperature`, `max_tokens`, ...) are
+accepted and ignored: the agent's own configuration decides. Content is text only. Answers are
+built and validated with the `openai` package's own types (`ChatCompletion`,
+`ChatCompletionChunk`), so the wire format follows OpenAI's.
 """
 
 from __future__ import annotations
@@ -67,14 +76,34 @@ from typing import Any, Literal, cast
 from agents.items import TResponseInputItem
 from fastapi import Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from openai.types import Model
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionMessageFunctionToolCall,
+)
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import (
+    ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChoiceDeltaToolCallFunction,
+)
+from openai.types.chat.chat_completion_message_function_tool_call import (
+    Function as CalledFunctionOut,
+)
+from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.agents import CATALOG, get_agent
+from shared.api.openai_errors import error_body, status_of
+from shared.api.responses import check_parameters
 from shared.api.simple import raise_for_failure
 from shared.core.errors import AscentError, NotFound
 from shared.core.settings import get_settings
 from shared.db.models import new_id
-from shared.runs import service
+from shared.runs import client_tools, service
 from shared.runs.dispatch import spawn
 from shared.runs.engine import Outcome
 from shared.runs.messages import token_of
@@ -105,14 +134,41 @@ class TextPart(BaseModel):
     text: str
 
 
-class ChatMessage(BaseModel):
-    """One message of `messages`; tool messages and tool calls are not supported."""
+class CalledFunction(BaseModel):
+    """The function of an assistant message's tool call."""
 
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    arguments: str
+
+
+class ToolCallIn(BaseModel):
+    """A tool call of an earlier assistant message, as the client sends it back."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=200)
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
+class ChatMessage(BaseModel):
+    """One message of `messages`: text, an assistant's tool calls, or a tool's result."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _check_tool_message(self) -> ChatMessage:
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError("a tool message needs its tool_call_id")
+        return self
 
     @property
     def text(self) -> str:
@@ -122,6 +178,30 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+
+class ChatFunction(BaseModel):
+    """The function of a client-supplied tool."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = Field(None, max_length=4000)
+    parameters: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check_parameters(self) -> ChatFunction:
+        check_parameters(self.parameters)
+        return self
+
+
+class ChatTool(BaseModel):
+    """A function the client executes (`tools: [{"type": "function", "function": {...}}]`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"]
+    function: ChatFunction
 
 
 class StreamOptions(BaseModel):
@@ -171,6 +251,9 @@ class ChatCompletionRequest(BaseModel):
         description="An end-user id; each (tenant, user) has one server-side conversation.",
     )
     n: int | None = Field(None, ge=1, le=1, description="Only one choice is supported.")
+    tools: list[ChatTool] | None = Field(
+        None, max_length=64, description="Functions the client executes (type `function`)."
+    )
 
     @model_validator(mode="after")
     def _check_messages(self) -> ChatCompletionRequest:
@@ -179,10 +262,12 @@ class ChatCompletionRequest(BaseModel):
             text = message.text
             if len(text) > limit:
                 raise ValueError(f"a message may be at most {limit} characters")
-            if "\x00" in text:
+            strings = [text, message.tool_call_id or ""]
+            strings += [c.id + c.function.arguments for c in message.tool_calls or []]
+            if any("\x00" in s for s in strings):
                 raise ValueError("messages must not contain NUL characters")
-        if not self.last_user_text.strip():
-            raise ValueError("messages must end with a non-blank user message")
+        if not self.tool_results and not self.last_user_text.strip():
+            raise ValueError("messages must end with a non-blank user message or tool results")
         if self.user is not None and ("\x00" in self.user or not self.user.strip()):
             raise ValueError("user must be non-blank and free of NUL characters")
         return self
@@ -195,106 +280,73 @@ class ChatCompletionRequest(BaseModel):
                 return message.text
         return ""
 
+    @property
+    def tool_results(self) -> list[ChatMessage]:
+        """The tool messages ending the conversation (the results of the client's tools)."""
+        trailing: list[ChatMessage] = []
+        for message in reversed(self.messages):
+            if message.role != "tool":
+                break
+            trailing.append(message)
+        return list(reversed(trailing))
+
+    def client_tools(self) -> list[Json]:
+        """The request's tools as the run's `config.client_tools`."""
+        return [
+            {"name": t.function.name, "description": t.function.description}
+            | {"parameters": t.function.parameters}
+            for t in self.tools or []
+        ]
+
+    def new_items(self) -> list[Json]:
+        """The new input when a thread holds the history: the trailing tool results, else the
+        last user message."""
+        results = self.tool_results
+        if results:
+            return [_item_of(m)[0] for m in results]
+        return [{"type": "message", "role": "user", "content": self.last_user_text}]
+
     def input_items(self) -> list[TResponseInputItem]:
         """The whole conversation as Responses input items, for a stateless run."""
-        items: list[TResponseInputItem] = []
+        items: list[Any] = []
         for message in self.messages:
-            item: Any = {"type": "message", "role": message.role, "content": message.text}
-            items.append(item)
-        return items
+            items += _item_of(message)
+        return cast(list[TResponseInputItem], items)
+
+
+def _item_of(message: ChatMessage) -> list[Json]:
+    """A chat message as SDK input items (an assistant's tool calls become function calls)."""
+    if message.role == "tool":
+        output = message.text
+        return [{"type": "function_call_output", "call_id": message.tool_call_id, "output": output}]
+    items: list[Json] = []
+    if message.text or not message.tool_calls:
+        items.append({"type": "message", "role": message.role, "content": message.text})
+    for call in message.tool_calls or []:
+        items.append(
+            {
+                "type": "function_call",
+                "call_id": call.id,
+                "name": call.function.name,
+                "arguments": call.function.arguments,
+            }
+        )
+    return items
 
 
 # --- responses ----------------------------------------------------------------------------
 
 
-class ModelCard(BaseModel):
-    """One entry of `GET /v1/models`: a catalog agent presented as an OpenAI model."""
-
-    id: str
-    object: Literal["model"] = "model"
-    created: int = 0
-    owned_by: str = OWNER
+def model_card(name: str) -> Model:
+    """A catalog agent as an OpenAI model (the `openai` package's own `Model` type)."""
+    return Model(id=name, object="model", created=0, owned_by=OWNER)
 
 
 class ModelList(BaseModel):
     """Body of `GET /v1/models`."""
 
     object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-class CompletionUsage(BaseModel):
-    """Token usage of a completion, summed over every model call of the run."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class AssistantMessage(BaseModel):
-    """The answer of a non-streamed completion."""
-
-    role: Literal["assistant"] = "assistant"
-    content: str
-    refusal: str | None = None
-
-
-class Choice(BaseModel):
-    """The single choice of a non-streamed completion."""
-
-    index: int = 0
-    message: AssistantMessage
-    finish_reason: Literal["stop"] = "stop"
-    logprobs: None = None
-
-
-class ChatCompletion(BaseModel):
-    """Body of a non-streamed `POST /v1/chat/completions`."""
-
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: CompletionUsage
-    system_fingerprint: str | None = None
-    ascent: dict[str, Any] | None = Field(
-        None,
-        description=(
-            "Ascent's extension: `run_id`, `thread_id`, `status`; for a run paused for a human "
-            "(`status: interrupted`), the `reviews` it waits for; for a cancelled one, "
-            "`cancel_reason`."
-        ),
-    )
-
-
-class ChunkDelta(BaseModel):
-    """What a stream chunk adds to the answer."""
-
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-
-
-class ChunkChoice(BaseModel):
-    """The single choice of a stream chunk."""
-
-    index: int = 0
-    delta: ChunkDelta
-    finish_reason: Literal["stop"] | None = None
-    logprobs: None = None
-
-
-class ChatCompletionChunk(BaseModel):
-    """One `data:` event of a streamed `POST /v1/chat/completions`."""
-
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: CompletionUsage | None = None
-    system_fingerprint: str | None = None
-    ascent: dict[str, Any] | None = None  # on the last chunk: see ChatCompletion.ascent
+    data: list[Model]
 
 
 # --- models -------------------------------------------------------------------------------
@@ -302,14 +354,14 @@ class ChatCompletionChunk(BaseModel):
 
 def list_models() -> ModelList:
     """Every catalog agent as an OpenAI model."""
-    return ModelList(data=[ModelCard(id=name) for name in CATALOG])
+    return ModelList(data=[model_card(name) for name in CATALOG])
 
 
-def get_model_card(name: str) -> ModelCard:
+def get_model_card(name: str) -> Model:
     """The catalog agent `name` as an OpenAI model, or NotFound."""
     if name not in CATALOG:
         raise NotFound(f"No model (agent) named {name!r}.")
-    return ModelCard(id=name)
+    return model_card(name)
 
 
 # --- threads ------------------------------------------------------------------------------
@@ -356,6 +408,7 @@ def resolve_thread(
 
 
 def _usage(usage: dict[str, int]) -> CompletionUsage:
+    """The run's usage in OpenAI's terms."""
     return CompletionUsage(
         prompt_tokens=usage.get("input_tokens", 0),
         completion_tokens=usage.get("output_tokens", 0),
@@ -418,12 +471,14 @@ async def chat_completions(
     choice = resolve_thread(principal=principal, thread_header=thread_header, user=body.user)
     thread_id = choice.thread_id
     stateless = thread_id is None
+    tools = body.client_tools()
     new = NewRun(
         run_id=new_id(),
         tenant_id=principal.tenant_id,
         agent=body.model,
         input_text=body.last_user_text,
-        input_items=cast(list[Json], body.input_items()) if stateless else None,
+        input_items=cast(list[Json], body.input_items()) if stateless else body.new_items(),
+        config={client_tools.CLIENT_TOOLS: tools} if tools else {},
         entry_point="openai",
         user_id=principal.user_id or principal.key_id,
         thread_id=thread_id,
@@ -445,11 +500,18 @@ async def chat_completions(
         return await _stream_response(handle, body)
     outcome = await handle.outcome()
     raise_for_failure(outcome)
+    calls = [_tool_call(c) for c in outcome.tool_calls]
+    message = ChatCompletionMessage(
+        role="assistant",
+        content=answer_text(outcome) if not calls else (outcome.output or None),
+        tool_calls=cast(Any, calls) or None,
+    )
     completion = ChatCompletion(
         id=f"chatcmpl-{outcome.run_id}",
+        object="chat.completion",
         created=int(time.time()),
         model=body.model,
-        choices=[Choice(message=AssistantMessage(content=answer_text(outcome)))],
+        choices=[Choice(index=0, message=message, finish_reason="tool_calls" if calls else "stop")],
         usage=_usage(outcome.usage),
         ascent=extension(outcome),
     )
@@ -458,11 +520,19 @@ async def chat_completions(
     )
 
 
+def _tool_call(call: Json) -> ChatCompletionMessageFunctionToolCall:
+    """A client tool call the run stopped at, as a chat `tool_calls` entry."""
+    return ChatCompletionMessageFunctionToolCall(
+        id=str(call["call_id"]),
+        type="function",
+        function=CalledFunctionOut(name=str(call["name"]), arguments=str(call["arguments"])),
+    )
+
+
 def _sse(payload: BaseModel | dict[str, Any] | str) -> bytes:
     if isinstance(payload, BaseModel):
-        # `ascent` only on the chunk that carries it (OpenAI's own fields keep their nulls).
-        empty = getattr(payload, "ascent", "") is None
-        data = payload.model_dump_json(exclude={"ascent"} if empty else None)
+        # Dumped by the `openai` type itself; `ascent` rides along on the last chunk only.
+        data = payload.model_dump_json()
     elif isinstance(payload, dict):
         data = json.dumps(payload, separators=(",", ":"))
     else:
@@ -494,22 +564,23 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
     created = int(time.time())
     chunk_id = f"chatcmpl-{run.id}"
 
-    def chunk(delta: ChunkDelta, finish: Literal["stop"] | None = None) -> bytes:
+    def chunk(delta: ChoiceDelta) -> bytes:
         return _sse(
             ChatCompletionChunk(
                 id=chunk_id,
+                object="chat.completion.chunk",
                 created=created,
                 model=body.model,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+                choices=[ChunkChoice(index=0, delta=delta)],
             )
         )
 
     async def stream() -> AsyncIterator[bytes]:
         finished = False
         try:
-            yield chunk(ChunkDelta(role="assistant", content=""))
+            yield chunk(ChoiceDelta(role="assistant", content=""))
             if first is not None:
-                yield chunk(ChunkDelta(content=first))
+                yield chunk(ChoiceDelta(content=first))
             if not ended:
                 async for row in events:
                     if row is None:
@@ -517,7 +588,7 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
                         continue
                     token = token_of(row[1], row[2])
                     if token is not None:
-                        yield chunk(ChunkDelta(content=token))
+                        yield chunk(ChoiceDelta(content=token))
                     if row[1] == "end":
                         break
             outcome = await handle.outcome()
@@ -526,23 +597,35 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
                 try:
                     raise_for_failure(outcome)
                 except AscentError as error:
-                    yield _sse(
-                        {
-                            "error": {
-                                "message": error.detail,
-                                "type": error.code,
-                                "code": error.status,
-                            }
-                        }
-                    )
+                    yield _sse(error_body(status_of(error), error.detail, error.code))
                 return
             if outcome.paused:
-                yield chunk(ChunkDelta(content=pending_review_text(outcome)))
+                yield chunk(ChoiceDelta(content=pending_review_text(outcome)))
+            calls = [
+                ChoiceDeltaToolCall(
+                    index=index,
+                    id=str(call["call_id"]),
+                    type="function",
+                    function=ChoiceDeltaToolCallFunction(
+                        name=str(call["name"]), arguments=str(call["arguments"])
+                    ),
+                )
+                for index, call in enumerate(outcome.tool_calls)
+            ]
+            if calls:
+                yield chunk(ChoiceDelta(tool_calls=calls))
             final = ChatCompletionChunk(
                 id=chunk_id,
+                object="chat.completion.chunk",
                 created=created,
                 model=body.model,
-                choices=[ChunkChoice(delta=ChunkDelta(), finish_reason="stop")],
+                choices=[
+                    ChunkChoice(
+                        index=0,
+                        delta=ChoiceDelta(),
+                        finish_reason="tool_calls" if calls else "stop",
+                    )
+                ],
                 ascent=extension(outcome),
             )
             yield _sse(final)
@@ -550,6 +633,7 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
                 yield _sse(
                     ChatCompletionChunk(
                         id=chunk_id,
+                        object="chat.completion.chunk",
                         created=created,
                         model=body.model,
                         choices=[],

@@ -14,7 +14,10 @@ Conventions the builder applies so every handler documents the same thing the sa
   (invalid fields), because `shared.api.http.read_json` does;
 - a handler with `auth=True` answers 401 and 429 (`principal_of` authenticates and counts
   the request) and is marked with the `bearer` security scheme;
-- every error status is an `application/problem+json` body of the shared `Problem` schema.
+- every error status is an `application/problem+json` body of the shared `Problem` schema,
+  except on the OpenAI-compatible API (`openai_errors=True`): there errors are
+  `application/json` bodies of the `OpenAIError` schema (shared/api/openai_errors.py), and
+  invalid fields are 400, not 422.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from shared.api.openai_errors import OpenAIError
 
 OPENAPI_VERSION = "3.1.0"
 API_TITLE = "Ascent"
@@ -77,6 +82,7 @@ class Operation:
     responses: Mapping[int, tuple[str, Body]] = field(default_factory=dict)
     # Left out of the document (the catch-all route: it serves no path of its own).
     hidden: bool = False
+    openai_errors: bool = False
 
 
 def documented(
@@ -96,6 +102,7 @@ def documented(
     response_headers: Mapping[str, str] | None = None,
     responses: Mapping[int, tuple[str, Body]] | None = None,
     hidden: bool = False,
+    openai_errors: bool = False,
 ) -> Callable[[F], F]:
     """Record a handler's OpenAPI metadata on it (place it between `@bp.route` and `@api`).
 
@@ -103,7 +110,8 @@ def documented(
     statuses beyond those implied by `request` and `auth`; `streaming=True` adds a
     `text/event-stream` 200 (alone when there is no `response` model); `responses` documents
     extra non-problem answers as `{status: (description, body)}`; `path_params` gives JSON
-    Schemas for route values (default: string); `headers` optional request headers.
+    Schemas for route values (default: string); `headers` optional request headers;
+    `openai_errors` documents errors in OpenAI's shape (the `/v1/*` handlers).
     """
     operation = Operation(
         summary=summary,
@@ -121,6 +129,7 @@ def documented(
         response_headers=dict(response_headers or {}),
         responses=dict(responses or {}),
         hidden=hidden,
+        openai_errors=openai_errors,
     )
 
     def mark(handler: F) -> F:
@@ -320,13 +329,15 @@ def _responses(op: Operation, method: str, schemas: _Schemas) -> dict[str, Any]:
     if op.auth:
         implied |= {401, 429}  # shared.api.http.principal_of authenticates and rate-limits
     if op.request is not None and method in _BODY_METHODS:
-        implied |= {400, 413, 422}
-    problem = schemas.ref(Problem, "serialization")
+        implied |= {400, 413} if op.openai_errors else {400, 413, 422}
+    if op.openai_errors:
+        # Invalid fields are OpenAI's 400 there (shared/api/openai_errors.py).
+        implied = {400 if status == 422 else status for status in implied}
+        error_content = {"application/json": {"schema": schemas.ref(OpenAIError, "serialization")}}
+    else:
+        error_content = {PROBLEM_JSON: {"schema": schemas.ref(Problem, "serialization")}}
     for status in sorted(implied - set(op.responses)):
-        responses[str(status)] = {
-            "description": _reason(status),
-            "content": {PROBLEM_JSON: {"schema": problem}},
-        }
+        responses[str(status)] = {"description": _reason(status), "content": error_content}
         if status in _PROBLEM_HEADERS:
             name, text = _PROBLEM_HEADERS[status]
             responses[str(status)]["headers"] = {
@@ -358,8 +369,10 @@ def build_document(app: Any, *, prefix: str | None = None) -> dict[str, Any]:
             "version": API_VERSION,
             "description": (
                 "Ascent serves OpenAI Agents SDK agents over Agent Protocol, the thread-scoped "
-                "run paths of the LangGraph SDK clients, and an OpenAI-compatible chat "
-                "completions API. Errors are `application/problem+json`."
+                "run paths of the LangGraph SDK clients, and an OpenAI-compatible API "
+                "(models, chat completions, Responses) under `/v1`. Errors are "
+                "`application/problem+json`, except under `/v1`, where they are OpenAI's "
+                '`{"error": {"message", "type", "param", "code"}}`.'
             ),
         },
         "servers": [{"url": "/" + prefix.strip("/") if prefix.strip("/") else "/"}],

@@ -190,9 +190,11 @@ class Run(SQLModel, table=True):
     # Conversation items the thread held when the run first started: a takeover trims back to it.
     history_start: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     # Which API created the run (shared/runs/engine.py ENTRY_POINTS): `agents` (the simple
-    # route), `runs` (Agent Protocol background), `wait`, `stream`, `openai`, `cron`. A run
-    # executed inside its request (every one but `runs` and `cron`) whose executor died with
-    # its client attached is ended, not re-executed (shared/runs/service.py).
+    # route), `runs` (Agent Protocol background), `wait`, `stream`, `openai`, `responses` (the
+    # Responses API, shared/api/responses.py: the response id is `resp_<id hex>`), `cron`. A
+    # run executed inside its request (every one but `runs`, `cron` and background responses)
+    # whose executor died with its client attached is ended, not re-executed
+    # (shared/runs/service.py).
     entry_point: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
 
 

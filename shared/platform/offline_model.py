@@ -6,12 +6,15 @@ stated earlier in the thread ("my name is Ada" → "what is my name?"), and stre
 as Responses API events. Its rules, in order, for each call:
 
 1. If a tool of this agent already ran since the user's last message, answer with its output.
-2. If a tool can be filled from the user's message (every required argument found: a string
+2. If the message says "use <tool name>" and the agent has that tool (a client-supplied
+   function tool of the OpenAI APIs, or its own) whose arguments can be filled (as in 3),
+   call it.
+3. If a tool can be filled from the user's message (every required argument found: a string
    argument with a JSON-schema `pattern` takes the first match, a number the first number) and
    its name or description shares a word with the message or a pattern matched, call it.
-3. If no handoff happened since the user's last message and a handoff's description shares a
+4. If no handoff happened since the user's last message and a handoff's description shares a
    word with the message, hand off (the best-scoring one; ties go to the first listed).
-4. Otherwise answer: recall a stated fact, or acknowledge the message and what came before.
+5. Otherwise answer: recall a stated fact, or acknowledge the message and what came before.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ OFFLINE_MODEL_NAME = "ascent-offline-1"
 _WORD = re.compile(r"[a-z0-9]+")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _FACT = re.compile(r"\bmy ([a-z]+) is ([^.,!?\n]+)", re.IGNORECASE)
+_USE = re.compile(r"\buse ([A-Za-z0-9_-]{1,64})")
 _QUESTION = re.compile(r"\bwhat(?:'s| is) my ([a-z]+)", re.IGNORECASE)
 _STOPWORDS = frozenset(
     """about above after again also among and any are because been before being below between
@@ -221,6 +225,13 @@ class OfflineModel(Model):
         ]
         if ran:
             return _message(" ".join(output for _, output in ran), seed)
+
+        named = _USE.search(text)
+        chosen = next((t for t in function_tools if named and t.name == named.group(1)), None)
+        if chosen is not None:
+            filled = _fill_arguments(chosen.params_json_schema, text)
+            if filled is not None:
+                return _function_call(chosen.name, filled, seed)
 
         scored = [(r[0], t, r[1]) for t in function_tools if (r := _tool_score(t, text))]
         if scored:

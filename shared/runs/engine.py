@@ -10,7 +10,9 @@
    when the lease is lost;
 5. write the outcome in one transaction (shared/runs/records.py): status, answer, usage,
    closing events, the turn's history, the thread freed, the terminal CloudEvent (with the
-   run's webhook), or the pause for a human (shared/runs/reviews.py).
+   run's webhook), or the pause for a human (shared/runs/reviews.py). A run that stops before
+   tools the client supplied (OpenAI `tools`, shared/runs/client_tools.py) ends `success`
+   with those calls in `Outcome.tool_calls` and in the thread: the client executes them.
 
 There is one mapping of what can go wrong (`failure_of`), one usage conversion (`usage_of`),
 one pause path and one cancel path; the entry points (shared/runs/service.py and the adapters
@@ -52,7 +54,7 @@ from shared.memory.sessions import HistoryBuffer, build_session, read_history, s
 from shared.outbox.drain import drain_soon
 from shared.platform.llm import run_config
 from shared.platform.notify import RESYNC, Subscription
-from shared.runs import records, reviews
+from shared.runs import client_tools, records, reviews
 from shared.runs.live import EventLog, LiveRun
 from shared.runs.messages import (
     RECORDED_ON_REQUEST,
@@ -94,6 +96,9 @@ class Outcome:
     last_agent: str = ""
     usage: dict[str, int] = field(default_factory=dict)
     reviews: list[Json] = field(default_factory=list)
+    # The client-supplied tools the run stopped at (shared/runs/client_tools.py): the run
+    # succeeded, and the client executes them and continues the thread with their outputs.
+    tool_calls: list[Json] = field(default_factory=list)
 
     @property
     def paused(self) -> bool:
@@ -455,9 +460,10 @@ async def _execute(
             answer = reviews.released_answer(resumed)
             await history.session.add_items([{"role": "assistant", "content": answer}])
             return await _end(ex, history, "success", output=answer, last_agent=resumed.pause.agent)
-        # The run's own copy of its agent, configured by its assistant (the one place).
+        # The run's own copy of its agent, configured by its assistant (the one place), then
+        # by the request itself: OpenAI `instructions` and client-side tools.
         chosen = await agent_for_run(run.tenant_id, run.agent, run.config)
-        agent = chosen.agent
+        agent = client_tools.customize(chosen.agent, run.config)
         context = RunContext(run.tenant_id, run.user_id or "", run.thread_id, run.id)
         given: Any
         if resumed is not None:
@@ -573,6 +579,15 @@ async def _drive(ex: Execution, history: History, result: RunResultStreaming) ->
             partial=True,
         )
     if result.interruptions:
+        calls = client_tools.client_calls(result.interruptions, run.config)
+        if calls:
+            # Stopped before client tools (not a human review): the turn so far, with the
+            # model's calls, is the thread's; the client answers them in its next request.
+            outcome = await _end(
+                ex, history, "success", output="", last_agent=result.last_agent.name, usage=usage
+            )
+            outcome.tool_calls = calls
+            return outcome
         return await _pause(ex, history, reviews.tool_pause(run, result), usage)
     return await _end(
         ex,

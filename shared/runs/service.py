@@ -2,13 +2,13 @@
 
 Where a run executes:
 
-- `run_here` (the simple route, `/runs/wait`, `/runs/stream`, OpenAI chat completions):
-  created, claimed and leased in one transaction, then executed on this instance, with no
-  queue round trip; the caller follows its live events or awaits its outcome. Leased like any
-  run, so the sweeper recovers it if this instance dies (see `sweep`).
-- `submit` (`POST /runs`, crons) and `resume` (after a review): created or set pending, then
-  handed to the `agent-runs` queue; `execute_message` runs it on whichever instance takes the
-  message (shared/runs/dispatch.py).
+- `run_here` (the simple route, `/runs/wait`, `/runs/stream`, OpenAI chat completions and
+  responses): created, claimed and leased in one transaction, then executed on this instance,
+  with no queue round trip; the caller follows its live events or awaits its outcome. Leased
+  like any run, so the sweeper recovers it if this instance dies (see `sweep`).
+- `submit` (`POST /runs`, background responses, crons) and `resume` (after a review): created
+  or set pending, then handed to the `agent-runs` queue; `execute_message` runs it on
+  whichever instance takes the message (shared/runs/dispatch.py).
 
 Capacity. One instance executes at most ASCENT_MAX_IN_FLIGHT_RUNS runs at once, requests and
 queue messages together. A run waiting on its model holds no thread and no database connection

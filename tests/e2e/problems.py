@@ -22,3 +22,19 @@ def assert_problem(
     for leak in ("Traceback", 'File "', "sqlalchemy", "psycopg", "aiosqlite"):
         assert leak not in response.text, response.text
     return body
+
+
+def assert_openai_error(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, object]:
+    """Assert an OpenAI-shaped error (`/v1/*`): `{"error": {"message", "type", "param",
+    "code"}}` with the status; return the `error` member."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].split(";")[0] == "application/json"
+    error = response.json()["error"]
+    assert {"message", "type", "param", "code"} <= set(error), error
+    if code is not None:
+        assert error["code"] == code
+    for leak in ("Traceback", 'File "', "sqlalchemy", "psycopg", "aiosqlite"):
+        assert leak not in response.text, response.text
+    return dict(error)

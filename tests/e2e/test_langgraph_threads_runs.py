@@ -280,6 +280,13 @@ def test_unknown_route_is_a_problem_404(client: httpx.Client) -> None:
     assert answer.headers["content-type"] == "application/problem+json"
 
 
+def test_unknown_openai_route_is_an_openai_error(client: httpx.Client) -> None:
+    """Under /v1 an unknown path answers 404 in OpenAI's error shape, like the rest of /v1."""
+    answer = client.get("/v1/no-such-thing")
+    assert answer.status_code == 404
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_wrong_method_is_a_problem_405_with_allow(client: httpx.Client) -> None:
     """A served path with another method answers 405 problem+json naming the allowed ones."""
     answer = client.put(f"/threads/{uuid.uuid4()}/history")

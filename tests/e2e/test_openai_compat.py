@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from tests.conftest import DevHost
 
@@ -113,10 +114,12 @@ def test_unknown_model_raises_not_found(devhost: DevHost) -> None:
         client_for(devhost).chat.completions.create(model="no-such-agent", messages=HELLO)
 
 
-def test_invalid_body_raises_a_client_error(devhost: DevHost) -> None:
-    """An empty message list is refused with a 4xx the client raises as APIStatusError."""
-    with pytest.raises(openai.UnprocessableEntityError):
+def test_invalid_body_raises_a_bad_request(devhost: DevHost) -> None:
+    """An empty message list is OpenAI's 400 invalid_request_error, naming the field."""
+    with pytest.raises(openai.BadRequestError) as raised:
         client_for(devhost).chat.completions.create(model="assistant", messages=[])
+    body: Any = raised.value.body
+    assert (body["type"], body["param"]) == ("invalid_request_error", "messages")
 
 
 def test_bad_key_raises_authentication_error(devhost: DevHost) -> None:
@@ -126,8 +129,8 @@ def test_bad_key_raises_authentication_error(devhost: DevHost) -> None:
         client_for(devhost, key=key).models.list()
 
 
-def test_malformed_json_is_a_problem_response(devhost: DevHost) -> None:
-    """A body that is not JSON gets a 400 problem+json, not a 5xx."""
+def test_malformed_json_is_an_openai_error(devhost: DevHost) -> None:
+    """A body that is not JSON gets a 400 in OpenAI's error shape, not a 5xx."""
     with devhost.client() as http:
         response = http.post(
             "/v1/chat/completions",
@@ -135,7 +138,10 @@ def test_malformed_json_is_a_problem_response(devhost: DevHost) -> None:
             headers={"Content-Type": "application/json"},
         )
     assert response.status_code == 400
-    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("invalid_request_error", "bad-request")
 
 
 def test_unknown_thread_header_is_not_found(devhost: DevHost) -> None:
@@ -147,3 +153,96 @@ def test_unknown_thread_header_is_not_found(devhost: DevHost) -> None:
             headers={"X-Ascent-Thread-Id": str(uuid.uuid4())},
         )
     assert response.status_code == httpx.codes.NOT_FOUND
+
+
+WEATHER: list[ChatCompletionToolParam] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+
+def test_client_tool_call_round_trip(devhost: DevHost) -> None:
+    """The model calls the client's tool (finish_reason tool_calls); the client's `tool`
+    message continues the conversation on the same thread."""
+    client, user = client_for(devhost), fresh_user()
+    asked: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "use get_weather for Paris"}
+    ]
+    first = client.chat.completions.create(
+        model="assistant", messages=asked, tools=WEATHER, user=user
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.type == "function" and call.function.name == "get_weather"
+    answered: list[ChatCompletionMessageParam] = [
+        *asked,
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": call.function.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21C"},
+    ]
+    second = client.chat.completions.create(
+        model="assistant", messages=answered, tools=WEATHER, user=user
+    )
+    assert "sunny, 21C" in (second.choices[0].message.content or "")
+    assert second.choices[0].finish_reason == "stop"
+
+
+def test_streamed_client_tool_call(devhost: DevHost) -> None:
+    """Streamed, the client's tool call arrives as a `tool_calls` delta and finish_reason
+    `tool_calls`."""
+    stream = client_for(devhost).chat.completions.create(
+        model="assistant",
+        messages=[{"role": "user", "content": "use get_weather for Paris"}],
+        tools=WEATHER,
+        stream=True,
+    )
+    chunks = [c for c in stream if c.choices]
+    calls = [t for c in chunks for t in c.choices[0].delta.tool_calls or []]
+    assert [t.function.name for t in calls if t.function] == ["get_weather"]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_stateless_client_tool_round_trip(devhost: DevHost) -> None:
+    """Without a thread, the resent conversation (call and tool result) is the input."""
+    client = client_for(devhost)
+    asked: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "use get_weather for Oslo"}
+    ]
+    first = client.chat.completions.create(model="assistant", messages=asked, tools=WEATHER)
+    [call] = first.choices[0].message.tool_calls or []
+    assert call.type == "function"
+    answered: list[ChatCompletionMessageParam] = [
+        *asked,
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "snow"},
+    ]
+    second = client.chat.completions.create(model="assistant", messages=answered, tools=WEATHER)
+    assert "snow" in (second.choices[0].message.content or "")

@@ -26,7 +26,7 @@ import function_app
 from shared.api.openapi import app_functions
 from tests.conftest import BACKENDS, POSTGRES_URL, DevHost, start_devhost
 from tests.e2e.hitl_helpers import pending_review, start_paused_run
-from tests.e2e.problems import assert_problem
+from tests.e2e.problems import assert_openai_error, assert_problem
 from tests.e2e.protocol_helpers import new_thread
 from tests.security_support import (
     ADMIN_KEY,
@@ -522,7 +522,48 @@ def test_openai_conversations_are_per_signed_in_user(tenant: Tenant) -> None:
         theirs = first.headers["X-Ascent-Thread-Id"]
         assert second.headers["X-Ascent-Thread-Id"] != theirs
         header = {"X-Ascent-Thread-Id": theirs}
-        assert_problem(bob.post("/v1/chat/completions", json=request, headers=header), 404)
+        assert_openai_error(bob.post("/v1/chat/completions", json=request, headers=header), 404)
+
+
+def test_another_users_response_looks_missing(tenant: Tenant) -> None:
+    """Bob gets for Alice's response, its input items, its cancel and an approval of her paused
+    response exactly the 404 he gets for a response that does not exist."""
+    with tenant.user(someone("alice")) as alice, tenant.user(someone("bob")) as bob:
+        paused = alice.post(
+            "/v1/responses", json={"model": "billing", "input": "please issue a refund of 40"}
+        )
+        assert paused.status_code == 200, paused.text
+        real = paused.json()
+        [request] = [i for i in real["output"] if i["type"] == "mcp_approval_request"]
+        missing = f"resp_{uuid.uuid4().hex}"
+        approve = {
+            "model": "billing",
+            "input": [
+                {
+                    "type": "mcp_approval_response",
+                    "approval_request_id": request["id"],
+                    "approve": True,
+                }
+            ],
+        }
+        for method, path, body in [
+            ("GET", "/v1/responses/{}", None),
+            ("GET", "/v1/responses/{}/input_items", None),
+            ("POST", "/v1/responses/{}/cancel", None),
+            ("DELETE", "/v1/responses/{}", None),
+            ("POST", "/v1/responses", {**approve, "previous_response_id": "{}"}),
+        ]:
+
+            def sent(
+                value: str, method: str = method, path: str = path, body: Any = body
+            ) -> httpx.Response:
+                filled = json.loads(json.dumps(body).replace("{}", value)) if body else None
+                return bob.request(method, path.format(value), json=filled)
+
+            probe, baseline = sent(real["id"]), sent(missing)
+            assert_openai_error(probe, 404, "not-found")
+            assert probe.text == baseline.text.replace(missing, real["id"])
+        assert alice.get(f"/v1/responses/{real['id']}").json()["status"] == "completed"
 
 
 # --- the route-table matrix ------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """One run engine: every entry point × every kind of run ends the same way, on SQLite and Postgres.
 
 Entry points: the simple route, Agent Protocol `/runs/wait`, `/runs/stream` and background
-runs, OpenAI chat completions (JSON and SSE), and crons. Kinds of run: a plain answer, a tool
-call, a handoff, a tool that needs approval, an answer held for review, an input refused by a
-guardrail, and a cancel while the model is mid-answer. For each pair the test checks what
+runs, OpenAI chat completions and Responses (JSON and SSE), and crons. Kinds of run: a plain
+answer, a tool call, a handoff, a tool that needs approval, an answer held for review, an input
+refused by a guardrail, and a cancel while the model is mid-answer. For each pair the test
+checks what
 every caller must see alike — the run's status, the thread's history, the review, the
 outbox events — plus the entry point's own rendering (its status code and body).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -123,6 +125,31 @@ async def via_openai_stream(api: Api, agent: str, text: str, thread_id: str) -> 
     return Reply(200, chunks, response.headers.get("X-Ascent-Run-Id"))
 
 
+def _run_of_response(response_id: str) -> str:
+    """The run id a Responses API id names (`resp_<run hex>`)."""
+    return str(uuid.UUID(response_id.removeprefix("resp_")))
+
+
+async def via_responses(api: Api, agent: str, text: str, thread_id: str) -> Reply:
+    response = await api.client.post(
+        "/v1/responses", json={"model": agent, "input": text, "conversation": thread_id}
+    )
+    body = response.json()
+    run_id = _run_of_response(body["id"]) if response.status_code == 200 else None
+    return Reply(response.status_code, body, run_id)
+
+
+async def via_responses_stream(api: Api, agent: str, text: str, thread_id: str) -> Reply:
+    response = await api.client.post(
+        "/v1/responses",
+        json={"model": agent, "input": text, "conversation": thread_id, "stream": True},
+    )
+    if response.status_code != 200:
+        return Reply(response.status_code, response.json())
+    events = list(sse_events(response.text))
+    return Reply(200, events, _run_of_response(events[0][1]["response"]["id"]))
+
+
 async def via_cron(api: Api, agent: str, text: str, thread_id: str) -> Reply:
     """A thread cron, fired the way the dispatch_crons job fires it (this cron only: the
     Postgres database is shared with other tests' crons)."""
@@ -151,6 +178,8 @@ ENTRY_POINTS: dict[str, EntryPoint] = {
     "background": via_background,
     "openai": via_openai,
     "openai-stream": via_openai_stream,
+    "responses": via_responses,
+    "responses-stream": via_responses_stream,
     "cron": via_cron,
 }
 
@@ -237,6 +266,15 @@ def _final_text(reply: Reply, name: str) -> str:
         return "".join(d[0]["content"] for e, d in reply.body if e == "messages")
     if name == "openai":
         return str(reply.body["choices"][0]["message"]["content"])
+    if name == "responses":
+        return "".join(
+            part["text"]
+            for item in reply.body["output"]
+            if item["type"] == "message"
+            for part in item["content"]
+        )
+    if name == "responses-stream":
+        return "".join(d["delta"] for e, d in reply.body if e == "response.output_text.delta")
     return "".join(
         c["choices"][0]["delta"].get("content") or ""
         for c in reply.body
@@ -308,6 +346,11 @@ def _paused_rendering(reply: Reply, entry: str) -> None:
         values = [d for e, d in reply.body if e == "values" and "__interrupt__" in d]
         assert values and values[-1]["__interrupt__"][0]["id"]
         assert reply.body[-1] == ("end", {"run_id": reply.run_id, "status": "interrupted"})
+    elif entry in ("responses", "responses-stream"):
+        response = reply.body if entry == "responses" else reply.body[-1][1]["response"]
+        assert response["status"] == "completed"
+        [request] = [i for i in response["output"] if i["type"] == "mcp_approval_request"]
+        assert request["id"].startswith("mcpr_")
     elif entry == "openai":
         message = reply.body["choices"][0]["message"]["content"]
         assert "waiting for a human reviewer" in message
@@ -388,10 +431,18 @@ async def test_a_big_refund_promise_goes_to_output_review_everywhere(
 
 def _refused_rendering(reply: Reply, entry: str) -> None:
     """Each entry point reports the refusal in its own terms."""
-    if entry in ("agents", "openai", "openai-stream"):
+    if entry == "agents":
         assert reply.code == 422, reply.body
         assert reply.body["type"] == "urn:ascent:problem:guardrail-tripped"
         assert reply.body["guardrail"] == "no_card_numbers"
+    elif entry in ("openai", "openai-stream", "responses"):
+        assert reply.code == 400, reply.body  # OpenAI's shape: invalid request
+        assert reply.body["error"]["code"] == "guardrail-tripped"
+        assert reply.body["error"]["guardrail"] == "no_card_numbers"
+    elif entry == "responses-stream":
+        assert reply.code == 200
+        assert reply.body[-1][0] == "response.failed"
+        assert reply.body[-1][1]["response"]["error"]["code"] == "invalid_prompt"
     elif entry in ("wait", "background", "cron"):
         assert reply.code == 200
         assert reply.body["run"]["status"] == "error"

@@ -26,6 +26,7 @@ from openai.types.responses import (
 
 from shared.agents import assistant, billing, tech_support
 from shared.platform.offline_model import OfflineModel, OfflineModelProvider
+from shared.runs.client_tools import client_tool
 
 TRIAGE_HANDOFFS = [handoff(billing.build()), handoff(tech_support.build())]
 
@@ -253,3 +254,22 @@ class TestPlainStringArguments:
         """A string argument without a pattern takes the message when the tool name matches."""
         item = await decide("shout hello", tools=[shout])
         assert call_of(item) == ("shout", {"words": "shout hello"})
+
+
+class TestNamedTools:
+    async def test_use_names_the_tool_to_call(self) -> None:
+        """ "use <tool>" calls that tool even when another tool's words match the message."""
+        weather = client_tool(
+            {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            }
+        )
+        tools: list[Tool] = [shout, weather]
+        item = await decide("use get_weather and shout about Paris", tools=tools)
+        assert call_of(item)[0] == "get_weather"
+
+    async def test_use_of_an_unknown_tool_is_an_ordinary_message(self) -> None:
+        """ "use <name>" naming no tool of the agent changes nothing."""
+        item = await decide("use a hammer", tools=[assistant.calculate])
+        assert isinstance(item, ResponseOutputMessage)

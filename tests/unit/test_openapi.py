@@ -92,10 +92,36 @@ def test_openapi_and_health_need_no_key(document: dict[str, Any]) -> None:
 
 
 def test_request_models_imply_validation_problems(document: dict[str, Any]) -> None:
-    """An operation with a JSON body documents 400, 413 and 422."""
+    """An operation with a JSON body documents 400, 413 and 422 (OpenAI's API: 400 and 413,
+    invalid fields being 400 there)."""
     for path, method, op in operations(document):
         if "requestBody" in op:
-            assert {"400", "413", "422"} <= set(op["responses"]), (path, method)
+            expected = {"400", "413"} if path.startswith("/v1/") else {"400", "413", "422"}
+            assert expected <= set(op["responses"]), (path, method)
+
+
+def test_openai_operations_document_openai_errors(document: dict[str, Any]) -> None:
+    """Every error of a `/v1/*` operation is application/json of the OpenAIError schema, and
+    none answers 422."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}
+    for path, method, op in operations(document):
+        if not path.startswith("/v1/"):
+            continue
+        assert "422" not in op["responses"], (path, method)
+        for status, response in op["responses"].items():
+            if status.startswith(("4", "5")):
+                assert response["content"] == error, (path, method)
+
+
+def test_responses_api_is_documented(document: dict[str, Any]) -> None:
+    """The Responses API's operations are in the document, with the `openai` Response schema."""
+    paths = document["paths"]
+    assert {"post"} <= set(paths["/v1/responses"])
+    assert {"get", "delete"} <= set(paths["/v1/responses/{response_id}"])
+    assert "post" in paths["/v1/responses/{response_id}/cancel"]
+    assert "get" in paths["/v1/responses/{response_id}/input_items"]
+    content = paths["/v1/responses"]["post"]["responses"]["200"]["content"]
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/Response"}
 
 
 def test_schemas_come_from_the_handler_models(document: dict[str, Any]) -> None:
