@@ -71,6 +71,37 @@ async def search_crons(req: Request) -> Response:
     return JSONResponse(await crons.search_crons(principal, body))
 
 
+@bp.route(route="runs/crons/count", methods=["POST"], auth_level=ANON)
+@documented(
+    summary="Count crons",
+    request=crons.CronCount,
+    response={"type": "integer", "minimum": 0},
+    tags=["crons"],
+)
+@api
+async def count_crons(req: Request) -> Response:
+    """How many of the tenant's crons match the agent, thread and metadata filters."""
+    principal = await principal_of(req)
+    body = await read_json(req, crons.CronCount)
+    return JSONResponse(await crons.count_crons(principal, body))
+
+
+@bp.route(route="runs/crons/{cron_id}", methods=["PATCH"], auth_level=ANON)
+@documented(
+    summary="Update a cron",
+    request=crons.CronUpdate,
+    response=_OBJECT,
+    errors=[404],
+    tags=["crons"],
+)
+@api
+async def update_cron(req: Request) -> Response:
+    """Change a cron's schedule, input, metadata, config, end or enabled state."""
+    principal = await principal_of(req)
+    body = await read_json(req, crons.CronUpdate)
+    return JSONResponse(await crons.update_cron(principal, req.path_params["cron_id"], body))
+
+
 @bp.route(route="runs/crons/{cron_id}", methods=["DELETE"], auth_level=ANON)
 @documented(summary="Delete a cron", status=204, errors=[404], tags=["crons"])
 @api

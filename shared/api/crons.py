@@ -1,4 +1,6 @@
-"""User-defined scheduled runs (LangGraph's crons): create, search and delete them.
+"""User-defined scheduled runs (LangGraph's crons): create, search, count, update and delete
+them. A cron is enabled while it has a next run (`enabled: false` clears it; `true` schedules
+the next occurrence after now).
 
 Firing is the run engine's (shared/runs/crons.py, the `dispatch_crons` job), which also
 documents when a cron runs, who its runs act as, and the missed-occurrence policy.
@@ -75,6 +77,38 @@ class CronSearch(BaseModel):
     offset: int = Field(0, ge=0)
 
 
+class CronCount(BaseModel):
+    """Body of `POST /runs/crons/count`: the search filters, without paging."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: str | None = Field(None, max_length=100)
+    assistant_id: str | None = Field(None, max_length=100)
+    thread_id: uuid.UUID | None = None
+    metadata: Json | None = None
+
+
+class CronUpdate(BaseModel):
+    """Body of `PATCH /runs/crons/{cron_id}`: the fields to change (absent ones are kept;
+    `end_time: null` clears the end)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schedule: str | None = Field(None, max_length=120)
+    end_time: datetime | None = None
+    input: str | Json | list[Json] | None = None
+    messages: list[Json] | None = None
+    metadata: Json | None = None
+    config: Json | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    enabled: bool | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        return None if value is None else validate_schedule(value)
+
+
 # --- service ---------------------------------------------------------------------------------
 
 
@@ -94,6 +128,7 @@ def cron_json(cron: Cron) -> Json:
         "payload": cron.payload,
         "metadata": cron.metadata_ or {},
         "next_run_date": iso(cron.next_run_at),
+        "enabled": cron.next_run_at is not None,
         "end_time": iso(cron.end_time),
         "created_at": iso(cron.created_at),
         "updated_at": iso(cron.updated_at),
@@ -169,6 +204,69 @@ async def search_crons(principal: Principal, body: CronSearch) -> list[Json]:
     wanted = body.metadata or {}
     found = [c for c in crons if all((c.metadata_ or {}).get(k) == v for k, v in wanted.items())]
     return [cron_json(c) for c in found[body.offset : body.offset + body.limit]]
+
+
+def _visible_crons(principal: Principal, agent: str | None, thread_id: uuid.UUID | None) -> Any:
+    stmt = select(Cron).where(thread_access.cron_visible(principal))
+    if agent is not None:
+        stmt = stmt.where(Cron.agent == agent)
+    if thread_id is not None:
+        stmt = stmt.where(Cron.thread_id == str(thread_id))
+    return stmt
+
+
+async def count_crons(principal: Principal, body: CronCount) -> int:
+    """How many of the crons the principal sees match the filters."""
+    stmt = _visible_crons(principal, body.agent_id or body.assistant_id, body.thread_id)
+    async with db_session() as db:
+        crons = (await db.exec(stmt)).all()
+    wanted = body.metadata or {}
+    return sum(1 for c in crons if all((c.metadata_ or {}).get(k) == v for k, v in wanted.items()))
+
+
+async def update_cron(
+    principal: Principal, cron_id: str, body: CronUpdate, *, now: datetime | None = None
+) -> Json:
+    """Change a cron the principal sees; a new schedule or re-enabling schedules the next
+    occurrence after `now`."""
+    cid = protocol.parse_id(cron_id, "cron")
+    moment = now or utcnow()
+    async with db_session() as db:
+        cron = (
+            await db.exec(
+                select(Cron).where(col(Cron.id) == cid, thread_access.cron_visible(principal))
+            )
+        ).first()
+        if cron is None:
+            raise NotFound(f"No cron {cron_id!r}.")
+        payload = dict(cron.payload or {})
+        if body.input is not None or body.messages is not None:
+            run_body = protocol.RunCreate(
+                agent_id=cron.agent, input=body.input, messages=body.messages
+            )
+            payload["input"] = protocol.normalize_input(run_body)
+        if body.config is not None:
+            payload["config"] = body.config
+        if body.on_run_completed is not None:
+            payload["on_completion"] = body.on_run_completed
+        cron.payload = payload
+        if body.metadata is not None:
+            cron.metadata_ = {**(cron.metadata_ or {}), **body.metadata}
+        if "end_time" in body.model_fields_set:
+            cron.end_time = aware(body.end_time) if body.end_time is not None else None
+        if body.schedule is not None:
+            cron.schedule = body.schedule
+        enabled = cron.next_run_at is not None if body.enabled is None else body.enabled
+        reschedule = body.schedule is not None or (body.enabled and cron.next_run_at is None)
+        if not enabled:
+            cron.next_run_at = None
+        elif reschedule:
+            cron.next_run_at = next_occurrence(cron.schedule, moment)
+        cron.updated_at = moment
+        db.add(cron)
+        await db.commit()
+        await db.refresh(cron)
+    return cron_json(cron)
 
 
 async def delete_cron(principal: Principal, cron_id: str) -> None:

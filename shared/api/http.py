@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
 
 from shared.api import cors
 from shared.core.errors import (
@@ -93,7 +93,8 @@ async def read_json(req: Request, model: type[ModelT]) -> ModelT:
         # ValueError covers JSONDecodeError, UnicodeDecodeError and integers over Python's digit
         # limit; RecursionError is JSON nested too deeply. Both are the client's malformed body.
         raise BadRequest("The body is not valid JSON.") from None
-    if not isinstance(data, dict):
+    # A list-bodied endpoint declares a RootModel of a list (`POST /runs/batch`).
+    if not isinstance(data, dict) and not (isinstance(data, list) and issubclass(model, RootModel)):
         raise ValidationFailed("The body must be a JSON object.")
     try:
         return model.model_validate(data)
