@@ -42,9 +42,9 @@ _ANSWER_HEADERS = {
 )
 @openai_api
 async def openai_list_models(req: Request) -> Response:
-    """List every catalog agent as an OpenAI model."""
-    await principal_of(req)
-    return JSONResponse(list_models().model_dump(mode="json"))
+    """List every catalog agent and the tenant's assistants as OpenAI models."""
+    principal = await principal_of(req)
+    return JSONResponse((await list_models(principal.tenant_id)).model_dump(mode="json"))
 
 
 @bp.route(route="v1/models/{model}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -57,9 +57,10 @@ async def openai_list_models(req: Request) -> Response:
 )
 @openai_api
 async def openai_get_model(req: Request) -> Response:
-    """Return the catalog agent named in the path as an OpenAI model."""
-    await principal_of(req)
-    return JSONResponse(get_model_card(req.path_params["model"]).model_dump(mode="json"))
+    """Return the catalog agent or assistant named in the path as an OpenAI model."""
+    principal = await principal_of(req)
+    card = await get_model_card(principal.tenant_id, req.path_params["model"])
+    return JSONResponse(card.model_dump(mode="json"))
 
 
 @bp.route(route="v1/chat/completions", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -95,13 +95,16 @@ from openai.types.chat.chat_completion_message_function_tool_call import (
 )
 from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlmodel import col, select
 
-from shared.agents import CATALOG, get_agent
+from shared.agents import CATALOG, configured
 from shared.api.openai_errors import error_body, status_of
 from shared.api.responses import check_parameters
 from shared.api.simple import raise_for_failure
 from shared.core.errors import AscentError, NotFound
 from shared.core.settings import get_settings
+from shared.db.assistant_models import Assistant
+from shared.db.engine import db_session
 from shared.db.models import new_id
 from shared.runs import client_tools, service
 from shared.runs.dispatch import spawn
@@ -352,15 +355,26 @@ class ModelList(BaseModel):
 # --- models -------------------------------------------------------------------------------
 
 
-def list_models() -> ModelList:
-    """Every catalog agent as an OpenAI model."""
-    return ModelList(data=[model_card(name) for name in CATALOG])
+# How many of a tenant's assistants `GET /v1/models` lists after the catalog agents.
+MAX_LISTED_ASSISTANTS = 1000
 
 
-def get_model_card(name: str) -> Model:
-    """The catalog agent `name` as an OpenAI model, or NotFound."""
-    if name not in CATALOG:
-        raise NotFound(f"No model (agent) named {name!r}.")
+async def list_models(tenant_id: str) -> ModelList:
+    """Every catalog agent, then the tenant's assistants (by id), as OpenAI models."""
+    stmt = (
+        select(Assistant.id)
+        .where(col(Assistant.tenant_id) == tenant_id)
+        .order_by(col(Assistant.created_at), col(Assistant.id))
+        .limit(MAX_LISTED_ASSISTANTS)
+    )
+    async with db_session() as db:
+        assistants = list((await db.exec(stmt)).all())
+    return ModelList(data=[model_card(name) for name in [*CATALOG, *assistants]])
+
+
+async def get_model_card(tenant_id: str, name: str) -> Model:
+    """A catalog agent or one of the tenant's assistants as an OpenAI model, or NotFound."""
+    await configured.resolve(tenant_id, name)
     return model_card(name)
 
 
@@ -467,7 +481,8 @@ async def chat_completions(
     *, principal: Principal, body: ChatCompletionRequest, thread_header: str | None
 ) -> Response:
     """Answer a chat completions request: JSON, or SSE when `stream` is true."""
-    get_agent(body.model)  # unknown model: 404 before anything is written
+    # A catalog agent or the tenant's assistant; an unknown model is 404 before any write.
+    await configured.resolve(principal.tenant_id, body.model)
     choice = resolve_thread(principal=principal, thread_header=thread_header, user=body.user)
     thread_id = choice.thread_id
     stateless = thread_id is None

@@ -105,7 +105,7 @@ from openai.types.responses.response_usage import InputTokensDetails, OutputToke
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from sqlmodel import col, select
 
-from shared.agents import get_agent
+from shared.agents import configured
 from shared.api import protocol
 from shared.api.simple import raise_for_failure
 from shared.core.errors import Conflict, NotFound, ValidationFailed
@@ -610,7 +610,8 @@ def _json(response: BaseModel) -> JSONResponse:
 
 async def create(principal: Principal, body: ResponseCreate) -> HttpResponse:
     """`POST /v1/responses`: a new run, or the continuation of a paused one (approvals)."""
-    get_agent(body.model)  # an unknown model is 404 before anything is written
+    # A catalog agent or the tenant's assistant; an unknown model is 404 before any write.
+    await configured.resolve(principal.tenant_id, body.model)
     items = body.items
     approvals = [i for i in items if isinstance(i, ApprovalResponse)]
     if approvals:

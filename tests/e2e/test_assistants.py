@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk._sync.client import SyncLangGraphClient
@@ -480,3 +481,41 @@ def test_assistant_without_the_write_tool_never_pauses_for_approval(devhost: Dev
             ).json()
             statuses.append(wait_status(http, run["run_id"], "interrupted", "success", "error"))
     assert statuses == ["interrupted", "success"]
+
+
+# --- an assistant is an OpenAI model -----------------------------------------------------------
+
+
+def openai_client(devhost: DevHost) -> openai.OpenAI:
+    """The official `openai` client on the dev host's /v1."""
+    return openai.OpenAI(base_url=f"{devhost.base_url}/v1", api_key=devhost.api_key)
+
+
+def test_v1_models_lists_the_tenants_assistants(devhost: DevHost) -> None:
+    """GET /v1/models lists the tenant's assistants after the catalog agents, and retrieves one."""
+    created = tagged(sdk(devhost))
+    client = openai_client(devhost)
+    ids = [m.id for m in client.models.list()]
+    assert "triage" in ids and created["assistant_id"] in ids
+    assert client.models.retrieve(created["assistant_id"]).id == created["assistant_id"]
+
+
+def test_chat_completions_on_an_assistant_use_its_configuration(devhost: DevHost) -> None:
+    """`model: <assistant id>` on chat completions runs the assistant: without the calculator
+    in its tool subset, the arithmetic goes unanswered."""
+    created = tagged(sdk(devhost), context={"tools": ["current_time"]})
+    client = openai_client(devhost)
+    ask = [{"role": "user", "content": ARITHMETIC}]
+    plain = client.chat.completions.create(model="assistant", messages=ask)
+    limited = client.chat.completions.create(model=created["assistant_id"], messages=ask)
+    assert "42" in str(plain.choices[0].message.content)
+    assert "42" not in str(limited.choices[0].message.content)
+
+
+def test_responses_on_an_assistant_use_its_configuration(devhost: DevHost) -> None:
+    """`model: <assistant id>` on the Responses API runs the assistant's configuration."""
+    created = tagged(sdk(devhost), context={"tools": ["current_time"]})
+    client = openai_client(devhost)
+    limited = client.responses.create(model=created["assistant_id"], input=ARITHMETIC)
+    assert limited.status == "completed"
+    assert "42" not in limited.output_text

@@ -283,8 +283,10 @@ def test_unknown_route_is_a_problem_404(client: httpx.Client) -> None:
 def test_unknown_openai_route_is_an_openai_error(client: httpx.Client) -> None:
     """Under /v1 an unknown path answers 404 in OpenAI's error shape, like the rest of /v1."""
     answer = client.get("/v1/no-such-thing")
-    assert answer.status_code == 404
-    assert answer.json()["error"]["type"] == "invalid_request_error"
+    unknown_model = client.get("/v1/models/no-such-model")
+    assert answer.status_code == unknown_model.status_code == 404
+    assert answer.json()["error"]["type"] == unknown_model.json()["error"]["type"]
+    assert answer.json()["error"]["message"]
 
 
 def test_wrong_method_is_a_problem_405_with_allow(client: httpx.Client) -> None:
