@@ -43,6 +43,7 @@ reviews of threads they own or were granted; tenant-wide principals see all of t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -222,9 +223,18 @@ def tool_pause(run: Run, result: RunResultStreaming) -> Pause:
                 arguments=_parse_args(arguments),
             )
         )
-    state = result.to_state().to_json()
+    # The context is plain data (shared/core/context.py); the resume passes a fresh one as
+    # `context_override`, so serializing it explicitly only avoids the SDK's warning per pause.
+    state = result.to_state().to_json(context_serializer=_context_json)
     pause = RunPause(run_id=run.id, tenant_id=run.tenant_id, kind="tool", agent=agent, state=state)
     return Pause(pause, reviews)
+
+
+def _context_json(context: Any) -> dict[str, Any]:
+    """A run context as the JSON a paused run's state keeps."""
+    if isinstance(context, RunContext):
+        return dataclasses.asdict(context)
+    return {}
 
 
 def output_pause(run: Run, *, agent: str, output: str, reason: str) -> Pause:
