@@ -52,6 +52,7 @@ from shared.memory.sessions import build_session
 from shared.outbox.webhooks import check_scheme
 from shared.runs import reviews, service
 from shared.runs.dispatch import spawn
+from shared.runs.engine import Outcome
 from shared.runs.messages import (
     ALL_MODES,
     STREAM_MODES,
@@ -864,7 +865,26 @@ async def wait_started(
         for watcher in watchers:
             if not watcher.done():
                 watcher.cancel()
+    if started.handle is not None and done.done() and not done.cancelled():
+        outcome = done.result() if done.exception() is None else None
+        if outcome is not None and outcome.cause != "lost" and not outcome.paused:
+            # Ended here: the outcome and the closing events are in memory, as stored (a
+            # paused run's record is read back: the pause writes fields the outcome lacks).
+            return _wait_response_here(started.handle, outcome)
     return await wait_response(principal, await get_run(principal, started.run.id))
+
+
+def _wait_response_here(handle: service.Handle, outcome: Outcome) -> Json:
+    """`RunWaitResponse` of a run that ended on this instance, without reading it back: the
+    run as created plus its outcome, and the final `values` event it pushed."""
+    run = handle.run.model_copy()
+    run.status, run.error = outcome.status, outcome.error
+    run.output, run.last_agent = outcome.output, outcome.last_agent or run.last_agent
+    for column, value in outcome.usage.items():
+        setattr(run, column, int(getattr(run, column, 0) or 0) + value)
+    run.finished_at = run.updated_at = handle.run.finished_at or utcnow()
+    final = next((data for _, name, data in reversed(handle.live.events) if name == "values"), None)
+    return _wait_body(run, final if isinstance(final, dict) else {})
 
 
 async def wait_response(principal: Principal, run: Run) -> Json:
@@ -874,6 +894,11 @@ async def wait_response(principal: Principal, run: Run) -> Json:
             session=db, tenant_id=principal.tenant_id, run_id=run.id, event="values"
         )
     values: Json = final.data if final is not None and isinstance(final.data, dict) else {}
+    return _wait_body(run, values)
+
+
+def _wait_body(run: Run, values: Json) -> Json:
+    """The body of a wait answer: the run, its final values and messages, its output."""
     body: Json = {
         "run": run_json(run),
         "values": values,

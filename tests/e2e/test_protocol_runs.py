@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 
 from tests.conftest import DevHost
 from tests.e2e.protocol_helpers import new_thread, sse_events, wait_status
@@ -226,3 +227,24 @@ def test_cancel_wait_returns_final_run(devhost: DevHost) -> None:
         run_id = hold_thread(client, thread_id)
         run = client.post(f"/runs/{run_id}/cancel", params={"wait": "true"}).json()
     assert run["status"] == "interrupted"
+
+
+@pytest.mark.parametrize(
+    "agent,text",
+    [
+        ("triage", "my name is Ada"),
+        ("billing", "Please issue a refund of 40"),
+        ("triage", "my card is 4111111111111111"),
+    ],
+    ids=["answer", "paused", "refused"],
+)
+def test_wait_answer_is_the_stored_run(devhost: DevHost, agent: str, text: str) -> None:
+    """The run a `/runs/wait` answer shows (built in memory on the executing instance) is the
+    run as stored: GET /runs/{id} afterwards shows the same fields."""
+    with devhost.client() as client:
+        thread_id = new_thread(client)
+        waited = client.post(
+            f"/threads/{thread_id}/runs/wait", json={"assistant_id": agent, "input": text}
+        ).json()
+        stored = client.get(f"/runs/{waited['run']['run_id']}").json()
+    assert waited["run"] == stored
