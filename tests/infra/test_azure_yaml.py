@@ -110,3 +110,10 @@ def test_postdeploy_moves_every_job_to_the_new_image() -> None:
         script = _hook_script(shell)
         assert "containerapp job update" in script and "--image" in script, shell
         assert script.index("job update") < script.index("job start"), shell
+
+
+def test_azure_yaml_services_are_generated() -> None:
+    """azure.yaml's services are what `python -m aca_jobs.bicep` writes (the one build)."""
+    from aca_jobs.bicep import main
+
+    assert main(["--check"]) == 0
