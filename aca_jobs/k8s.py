@@ -43,6 +43,7 @@ SETTINGS_CONFIGMAP = "ascent-settings"
 SECRETS = "ascent-secrets"  # secret settings, DATABASE_URL, POSTGRES_PASSWORD (user-created)
 STORAGE_SECRET = "ascent-storage"  # noqa: S105 - a Secret name; AzureWebJobsStorage (the local overlay ships Azurite's)
 STORAGE_ENV = "AzureWebJobsStorage"
+HOST_HOME = "/tmp"  # noqa: S108 - an emptyDir of the pod, not a shared host directory
 # Values that differ between the app (Dapr sidecar) and the jobs (none), as in main.bicep.
 PER_PROCESS = ("SESSION_BACKEND", "DAPR_HTTP_PORT", "DAPR_GRPC_PORT", "ASCENT_EVENTS_PUBLISH")
 # The ACA app's cpu/memory (functions.bicep and jobs.bicep defaults; a test compares them).
@@ -200,6 +201,9 @@ def app_resources() -> list[Resource]:
             "valueFrom": {"secretKeyRef": {"name": STORAGE_SECRET, "key": STORAGE_ENV}},
         }
     )
+    # As a non-root uid the host cannot write under the image's HOME (/root): its data, logs
+    # and key ring go to the pod's writable /tmp instead.
+    app["env"].append({"name": "HOME", "value": HOST_HOME})
     service: Resource = {
         "apiVersion": "v1",
         "kind": "Service",

@@ -168,10 +168,18 @@ def test_cronjobs_match_the_aca_jobs(name: str) -> None:
 
 
 def test_app_sets_every_setting_once_plus_host_storage() -> None:
-    """The app container gets each setting the code reads once, plus AzureWebJobsStorage only."""
+    """The app gets each setting the code reads once, plus the host's storage and HOME only."""
     names = _env_names(_app())
     assert len(names) == len(set(names))
-    assert set(names) == settings_env_names() | {gen.STORAGE_ENV}
+    assert set(names) == settings_env_names() | {gen.STORAGE_ENV, "HOME"}
+
+
+def test_the_host_home_is_the_writable_tmp_volume() -> None:
+    """A non-root host writes its data under HOME, which is the pod's emptyDir at /tmp."""
+    home = next(e["value"] for e in _app()["env"] if e["name"] == "HOME")
+    mounts = {m["mountPath"]: m["name"] for m in _app()["volumeMounts"]}
+    volumes = _pod(_one("local", "Deployment", "functions"))["volumes"]
+    assert {"name": mounts[home], "emptyDir": {}} in volumes
 
 
 @pytest.mark.parametrize("name", list(JOBS))
