@@ -13,7 +13,8 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
 # Jobs run `python -m aca_jobs ...` from here, so the project's packages import.
 WORKDIR /home/site/wwwroot
 
-COPY requirements.txt /requirements.txt
-RUN pip install -r /requirements.txt
+# The lock pins every package (the same pins CI tests with, via requirements-dev.lock).
+COPY requirements.lock /requirements.lock
+RUN pip install -r /requirements.lock
 
 COPY . /home/site/wwwroot

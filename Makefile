@@ -3,14 +3,23 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: dev test lint typecheck unit bench install clean
+.PHONY: dev test lint typecheck unit bench install lock clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The lock files pin every package (the image installs requirements.lock, CI and .venv
+# requirements-dev.lock); requirements*.txt hold the ranges they are compiled from.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --no-annotate --custom-compile-command "make lock" \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_28
+
+$(VENV)/.installed: requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install requirements
+install: $(VENV)/.installed  ## create .venv and install the locked requirements
+
+lock: install  ## recompile the lock files after editing requirements.txt or requirements-dev.txt
+	$(UV_COMPILE) requirements.txt -o requirements.lock
+	$(UV_COMPILE) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
 
 dev: install  ## run the dev host on the embedded default (SQLite, offline model)
 	$(PY) -m local.devhost

@@ -2,8 +2,9 @@
 
 Each job has a name, a cron expression in UTC (None for a manually triggered job) and a
 `main()` returning the process exit code. `python -m aca_jobs <name>` runs one once and
-`python -m aca_jobs --list` prints them. The dev host, `local/compose.yaml` and the Bicep job
-resources are generated from / checked against `JOBS`. ACA Jobs get no Dapr sidecar, so jobs
+`python -m aca_jobs --list` prints them. The dev host, `local/compose.yaml`, the Bicep job
+resources (`python -m aca_jobs.bicep`) and the Kubernetes CronJobs (`python -m aca_jobs.k8s`)
+are generated from / checked against `JOBS`. ACA Jobs get no Dapr sidecar, so jobs
 use the stores directly.
 """
 

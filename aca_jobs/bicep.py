@@ -3,12 +3,14 @@
     python -m aca_jobs.bicep            # rewrite the generated files
     python -m aca_jobs.bicep --check    # exit 1 when any of them is out of date
 
-Three files follow the registry:
+Two files follow the registry:
 - `infra/bicep/app/jobs.json`: one ACA job per entry: name, cron schedule (null = manual
   trigger), command and `replicaTimeout` (the Job's `replica_timeout`, else the value already in
   jobs.json, else 1800 seconds);
-- `azure.yaml`: one azd service per job (the same image as the function app);
-- `infra/bicep/main.parameters.json`: the `jobImages` map azd fills per service.
+- `azure.yaml`: its services section, the one `functions` service that builds the image. The
+  jobs are no azd services: they run that image (main.bicep passes SERVICE_FUNCTIONS_IMAGE_NAME
+  to them, and the postdeploy hook moves them to each new image), so it is built once.
+The Kubernetes stage's manifests follow the registry too: `python -m aca_jobs.k8s`.
 tests/infra fails while a file and the registry disagree.
 """
 
@@ -25,7 +27,6 @@ from aca_jobs import JOBS
 ROOT = Path(__file__).resolve().parent.parent
 JOBS_JSON = ROOT / "infra" / "bicep" / "app" / "jobs.json"
 AZURE_YAML = ROOT / "azure.yaml"
-PARAMETERS_JSON = ROOT / "infra" / "bicep" / "main.parameters.json"
 DEFAULT_REPLICA_TIMEOUT = 1800
 # Everything in azure.yaml after the services: the hooks, kept verbatim.
 _HOOKS_MARKER = "hooks:\n"
@@ -61,22 +62,11 @@ def render(existing: list[dict[str, Any]] | None = None) -> str:
 
 
 def render_azure_yaml(current: str) -> str:
-    """azure.yaml with its services section rebuilt: the function app, then one per job."""
+    """azure.yaml with its services section rebuilt: the function app, the one image build."""
     head, _, rest = current.partition("services:\n")
     _, _, hooks = rest.partition(_HOOKS_MARKER)
-    services = "".join(_SERVICE.format(name=name) for name in ("functions", *JOBS))
+    services = _SERVICE.format(name="functions")
     return f"{head}services:\n{services}{_HOOKS_MARKER}{hooks}"
-
-
-def render_parameters(current: str) -> str:
-    """main.parameters.json with `jobImages` naming every job's azd image variable."""
-    document = json.loads(current)
-    document["parameters"]["jobImages"] = {
-        "value": {
-            name: "${SERVICE_" + name.upper().replace("-", "_") + "_IMAGE_NAME=}" for name in JOBS
-        }
-    }
-    return json.dumps(document, indent=2) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,10 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     files = {
         JOBS_JSON: (current_jobs, render(json.loads(current_jobs))),
         AZURE_YAML: (AZURE_YAML.read_text(), render_azure_yaml(AZURE_YAML.read_text())),
-        PARAMETERS_JSON: (
-            PARAMETERS_JSON.read_text(),
-            render_parameters(PARAMETERS_JSON.read_text()),
-        ),
     }
     stale = [path for path, (current, wanted) in files.items() if current != wanted]
     if args.check:

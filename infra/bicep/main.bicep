@@ -45,10 +45,8 @@ param sessionBackend string = 'dapr'
 param secretSettings object
 
 // --- Compute ---
-@description('Image of the function app; azd sets SERVICE_FUNCTIONS_IMAGE_NAME after its first deploy.')
+@description('The one image (app and every job); azd sets SERVICE_FUNCTIONS_IMAGE_NAME after its first deploy.')
 param functionsImage string = ''
-@description('Image per job name (SERVICE_<JOB>_IMAGE_NAME); jobs missing here run the placeholder until deployed.')
-param jobImages object = {}
 param functionsMinReplicas int = 0
 param functionsMaxReplicas int = 10
 
@@ -198,6 +196,7 @@ module rbac 'app/rbac.bicep' = {
     redisName: redis.outputs.name
     redisDatabaseName: redis.outputs.databaseName
     openAiAccountName: useAzureOpenAi ? openAi!.outputs.name : ''
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
     developerPrincipalId: principalId
     developerPrincipalType: principalType
   }
@@ -299,8 +298,9 @@ module jobs 'app/jobs.bicep' = {
     identityId: identity.outputs.id
     resourceToken: resourceToken
     abbreviation: abbrs.appJobs
-    images: jobImages
-    placeholderImage: placeholderImage
+    // The jobs run the app's image (built once by azd); the postdeploy hook moves them to each
+    // newly deployed image before it runs the migrate job.
+    image: !empty(functionsImage) ? functionsImage : placeholderImage
     env: jobEnv
     secrets: secretRefs
   }
@@ -314,7 +314,8 @@ output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
 output SERVICE_FUNCTIONS_NAME string = functions.outputs.name
 output SERVICE_FUNCTIONS_URI string = functions.outputs.uri
-output SERVICE_MIGRATE_NAME string = jobs.outputs.names[0]
+output ASCENT_MIGRATE_JOB string = jobs.outputs.names[0]
+output ASCENT_JOBS string = join(jobs.outputs.names, ' ')
 
 // Settings the code reads, for a local dev host pointed at the cloud (never secrets).
 output DATABASE_URL string = databaseUrl

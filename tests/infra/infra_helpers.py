@@ -25,6 +25,7 @@ PLATFORM_ENV = frozenset(
         "AzureWebJobsStorage__credential",
         "AzureWebJobsStorage__clientId",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
         "FUNCTIONS_WORKER_RUNTIME",
         "PYTHON_ENABLE_INIT_INDEXING",
     }
@@ -39,7 +40,8 @@ AZD_OUTPUTS = frozenset(
         "AZURE_CONTAINER_REGISTRY_ENDPOINT",
         "SERVICE_FUNCTIONS_NAME",
         "SERVICE_FUNCTIONS_URI",
-        "SERVICE_MIGRATE_NAME",
+        "ASCENT_MIGRATE_JOB",
+        "ASCENT_JOBS",
     }
 )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from aca_jobs import JOBS
 from tests.infra.infra_helpers import BICEP_DIR, ROOT, azure_yaml, bicep, resources
 
 
@@ -33,9 +32,9 @@ def test_every_service_builds_the_repo_dockerfile_remotely() -> None:
         assert docker["remoteBuild"] is True, name
 
 
-def test_services_are_the_app_and_the_jobs() -> None:
-    """The services are the function app plus one per job of aca_jobs.JOBS."""
-    assert set(azure_yaml()["services"]) == {"functions", *JOBS}
+def test_one_service_builds_the_one_image() -> None:
+    """Only the function app is an azd service, so azd builds the Dockerfile once."""
+    assert set(azure_yaml()["services"]) == {"functions"}
 
 
 def test_services_are_tagged_in_bicep() -> None:
@@ -45,7 +44,7 @@ def test_services_are_tagged_in_bicep() -> None:
         {"'azd-service-name'": "functions"} in list(app_tags["function"]["parameters"].values())
     )
     job_tags = json.dumps(resources("app/jobs.bicep")["jobs"]["body"]["tags"])
-    assert "azd-service-name" in job_tags and "job" in job_tags and "name" in job_tags
+    assert "azd-service-name" not in job_tags and "ascent-job" in job_tags
 
 
 def test_no_infra_file_is_named_after_a_service() -> None:
@@ -54,14 +53,15 @@ def test_no_infra_file_is_named_after_a_service() -> None:
         assert not (BICEP_DIR / f"{name}.bicep").exists(), name
 
 
-def test_each_job_image_comes_from_azd() -> None:
-    """main.parameters.json maps each job's image from SERVICE_<JOB>_IMAGE_NAME."""
+def test_the_jobs_run_the_functions_image() -> None:
+    """The one image (SERVICE_FUNCTIONS_IMAGE_NAME) goes to the app and to every job."""
     params = json.loads((BICEP_DIR / "main.parameters.json").read_text())["parameters"]
-    images = params["jobImages"]["value"]
-    assert set(images) == set(JOBS)
-    for name, value in images.items():
-        assert value == f"${{SERVICE_{name.upper().replace('-', '_')}_IMAGE_NAME=}}"
     assert params["functionsImage"]["value"] == "${SERVICE_FUNCTIONS_IMAGE_NAME=}"
+    assert "jobImages" not in params
+    image = bicep("main.bicep")["modules"]["jobs"]["config"]["params"]["image"]
+    assert "functionsImage" in json.dumps(image)
+    container = resources("app/jobs.bicep")["jobs"]["body"]["properties"]["template"]
+    assert container["containers"][0]["image"] == "image"
 
 
 def test_parameters_file_matches_main_parameters() -> None:
@@ -78,9 +78,42 @@ def test_registry_endpoint_is_an_output() -> None:
     assert "AZURE_CONTAINER_REGISTRY_ENDPOINT" in bicep("main.bicep")["outputs"]
 
 
-def test_postdeploy_hook_runs_the_migrate_job_from_outputs() -> None:
-    """The postdeploy hook starts the migrate job by the names main.bicep outputs."""
-    run = azure_yaml()["hooks"]["postdeploy"]["posix"]["run"]
+def _hook_script(shell: str) -> str:
+    run = azure_yaml()["hooks"]["postdeploy"][shell]["run"]
+    return (ROOT / run).read_text()
+
+
+def test_postdeploy_hook_uses_the_outputs_main_bicep_sets() -> None:
+    """The hook scripts read the job names and resource group from main.bicep's outputs."""
     outputs = bicep("main.bicep")["outputs"]
-    for var in ("SERVICE_MIGRATE_NAME", "AZURE_RESOURCE_GROUP"):
-        assert f"${var}" in run and var in outputs
+    for shell in ("posix", "windows"):
+        script = _hook_script(shell)
+        for var in ("ASCENT_JOBS", "ASCENT_MIGRATE_JOB", "AZURE_RESOURCE_GROUP"):
+            assert var in script and var in outputs, (shell, var)
+        assert "SERVICE_FUNCTIONS_IMAGE_NAME" in script
+
+
+def test_a_failed_migration_fails_the_deploy() -> None:
+    """No hook continues on error; the scripts stop on errors and wait for migrate's outcome."""
+    for shell, hook in azure_yaml()["hooks"]["postdeploy"].items():
+        assert not hook.get("continueOnError", False), shell
+    posix = _hook_script("posix")
+    assert "set -eu" in posix
+    assert "job execution show" in posix and "exit 1" in posix
+    windows = _hook_script("windows")
+    assert "$ErrorActionPreference = 'Stop'" in windows and "exit 1" in windows
+
+
+def test_postdeploy_moves_every_job_to_the_new_image() -> None:
+    """Before migrating, the hook updates each job's image to the one azd just deployed."""
+    for shell in ("posix", "windows"):
+        script = _hook_script(shell)
+        assert "containerapp job update" in script and "--image" in script, shell
+        assert script.index("job update") < script.index("job start"), shell
+
+
+def test_azure_yaml_services_are_generated() -> None:
+    """azure.yaml's services are what `python -m aca_jobs.bicep` writes (the one build)."""
+    from aca_jobs.bicep import main
+
+    assert main(["--check"]) == 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
+from typing import Any
 
-from tests.infra.infra_helpers import ROOT, secret_env_names, settings_env_names
+from tests.infra.infra_helpers import PLATFORM_ENV, ROOT, secret_env_names, settings_env_names
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 ENV_SAMPLE = ROOT / "local" / ".env.sample"
@@ -39,9 +41,10 @@ def test_dockerfile_sets_the_host_settings() -> None:
         assert setting in DOCKERFILE, setting
 
 
-def test_dockerfile_installs_requirements_and_copies_the_app() -> None:
-    """Dependencies install from requirements.txt and the app lands in the script root."""
-    assert "pip install -r /requirements.txt" in DOCKERFILE
+def test_dockerfile_installs_the_lock_and_copies_the_app() -> None:
+    """Dependencies install from requirements.lock and the app lands in the script root."""
+    assert "COPY requirements.lock /requirements.lock" in DOCKERFILE
+    assert "pip install -r /requirements.lock" in DOCKERFILE
     assert re.search(r"^COPY \. /home/site/wwwroot$", DOCKERFILE, re.M)
 
 
@@ -71,3 +74,42 @@ def test_env_sample_comments_every_setting() -> None:
         if name in settings_env_names():
             above = next(x for x in reversed(lines[:i]) if not re.match(r"^[A-Z_]+=", x))
             assert above.startswith("#"), name
+
+
+def _local_settings() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((ROOT / "local.settings.sample.json").read_text())
+    return loaded
+
+
+def test_local_settings_sample_names_only_known_settings() -> None:
+    """local.settings.sample.json sets settings the code reads or platform vars, nothing else."""
+    names = set(_local_settings()["Values"])
+    assert names <= settings_env_names() | PLATFORM_ENV
+    assert _local_settings()["Values"]["FUNCTIONS_WORKER_RUNTIME"] == "python"
+
+
+def test_local_settings_sample_leaves_secrets_empty() -> None:
+    """No secret in the sample has a value; the real local.settings.json is git-ignored."""
+    values = _local_settings()["Values"]
+    for name in (secret_env_names() | {"DATABASE_URL"}) & set(values):
+        assert values[name] == "", name
+    assert "local.settings.json" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_local_settings_sample_serves_on_the_dev_port_with_a_queue() -> None:
+    """`func start` serves on 7071 like the dev host, with the agent-runs queue on Azurite."""
+    sample = _local_settings()
+    assert sample["Host"]["LocalHttpPort"] == 7071
+    assert sample["Values"]["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    assert sample["Values"]["QUEUE_BACKEND"] == "azure"
+
+
+def test_funcignore_keeps_what_the_image_keeps_out() -> None:
+    """.funcignore excludes everything .dockerignore does (and the local settings)."""
+
+    def patterns(name: str) -> set[str]:
+        lines = (ROOT / name).read_text().splitlines()
+        return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+    assert patterns(".dockerignore") <= patterns(".funcignore")
+    assert "local.settings.json" in patterns(".funcignore")

@@ -15,6 +15,7 @@ KNOWN_ROLES = {
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd": "Cognitive Services OpenAI User",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
 }
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RBAC = BICEP_DIR / "app" / "rbac.bicep"
@@ -80,6 +81,7 @@ def test_assignment_names_are_guid_of_scope_principal_role() -> None:
         ("storage", "storageQueueDataContributor"),
         ("vault", "keyVaultSecretsUser"),
         ("openAi", "cognitiveServicesOpenAIUser"),
+        ("appInsights", "monitoringMetricsPublisher"),
     ],
 )
 def test_the_identity_has_each_data_plane_grant(scope: str, role: str) -> None:
@@ -119,3 +121,13 @@ def test_compute_waits_for_the_grants() -> None:
     modules = bicep("main.bicep")["modules"]
     for name in ("functions", "jobs"):
         assert "rbac" in modules[name]["config"]["dependsOn"], name
+
+
+def test_telemetry_goes_through_the_identity() -> None:
+    """Application Insights disables local auth; the host authenticates with the identity."""
+    insights = resources("core/monitoring.bicep")["applicationInsights"]["body"]
+    assert insights["properties"]["DisableLocalAuth"] is True
+    platform = bicep("app/functions.bicep")["variables"]["platformEnv"]["value"]
+    (auth,) = (e for e in platform if e["name"] == "APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+    assert "Authorization=AAD;ClientId=" in str(auth["value"])
+    assert "identityClientId" in str(auth["value"])

@@ -32,6 +32,8 @@ var platformEnv = [
   { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
   { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: applicationInsightsConnectionString }
+  // Application Insights has local auth disabled: the host sends telemetry with the identity.
+  { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD;ClientId=${identityClientId}' }
 ]
 
 resource app 'Microsoft.App/containerApps@2025-07-01' = {

@@ -10,9 +10,8 @@ param identityId string
 param resourceToken string
 param abbreviation string
 
-@description('Image per job name, from azd (SERVICE_<NAME>_IMAGE_NAME); a job missing here runs placeholderImage until azd deploys it.')
-param images object
-param placeholderImage string
+@description('The app\'s image (azd builds it once, for the functions service); every job runs it.')
+param image string
 
 @description('The settings the code reads, the same list the function app gets.')
 param env array
@@ -28,7 +27,9 @@ resource jobs 'Microsoft.App/jobs@2025-07-01' = [
     // ACA job names allow lowercase letters, digits and '-': registry names use '_'.
     name: '${take('${abbreviation}${replace(job.name, '_', '-')}', 18)}-${take(resourceToken, 13)}'
     location: location
-    tags: union(tags, { 'azd-service-name': job.name })
+    // Not an azd service (azd builds the one image for `functions`): the postdeploy hook finds
+    // the jobs through the ASCENT_JOBS output.
+    tags: union(tags, { 'ascent-job': job.name })
     identity: {
       type: 'UserAssigned'
       userAssignedIdentities: { '${identityId}': {} }
@@ -61,8 +62,7 @@ resource jobs 'Microsoft.App/jobs@2025-07-01' = [
         containers: [
           {
             name: replace(job.name, '_', '-')
-            // union() supplies an empty image for a job azd has not deployed yet (no missing-key error).
-            image: empty(union({ '${job.name}': '' }, images)[job.name]) ? placeholderImage : union({ '${job.name}': '' }, images)[job.name]
+            image: image
             command: job.command
             env: env
             resources: {

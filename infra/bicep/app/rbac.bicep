@@ -10,6 +10,8 @@ param redisDatabaseName string
 
 @description('Azure OpenAI account name; empty when MODEL_PROVIDER is not azure (no grant then).')
 param openAiAccountName string = ''
+@description('Application Insights (local auth disabled): the identity publishes telemetry with Entra.')
+param applicationInsightsName string
 
 @description('The signed-in developer (azd\'s AZURE_PRINCIPAL_ID), granted model access for the dev host; empty to skip.')
 param developerPrincipalId string = ''
@@ -22,6 +24,7 @@ var roles = {
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
   cognitiveServicesOpenAIUser: '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd' // Cognitive Services OpenAI User
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
 }
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = {
@@ -50,6 +53,21 @@ resource openAi 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = if 
 }
 
 // Image pulls for the app and the jobs (registries[].identity).
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// Telemetry with the identity: Application Insights refuses instrumentation-key ingestion.
+resource appTelemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identityPrincipalId, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher) // Monitoring Metrics Publisher
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource appAcrPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(registry.id, identityPrincipalId, roles.acrPull)
   scope: registry

@@ -22,9 +22,13 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logAnalytics.id
-    DisableLocalAuth: false
+    // No instrumentation-key ingestion: telemetry is accepted only with an Entra token (the
+    // app's managed identity, APPLICATIONINSIGHTS_AUTHENTICATION_STRING in app/functions.bicep,
+    // granted Monitoring Metrics Publisher in app/rbac.bicep).
+    DisableLocalAuth: true
   }
 }
 
 output logAnalyticsName string = logAnalytics.name
+output applicationInsightsName string = applicationInsights.name
 output applicationInsightsConnectionString string = applicationInsights.properties.ConnectionString
