@@ -63,7 +63,7 @@ _REFUSED = "The MCP transport refused the message (a JSON-RPC error, no `id`)."
     request=JSONRPC_MESSAGE,
     response=JSONRPC_ANSWER,
     responses={
-        202: ("A notification was accepted.", {"type": "object"}),
+        202: ("A notification (or a response) was accepted; no body.", None),
         400: (_REFUSED + " Not a JSON-RPC message.", JSONRPC_ANSWER),
         406: (_REFUSED + " The client does not accept JSON.", JSONRPC_ANSWER),
         415: (_REFUSED + " The body is not `application/json`.", JSONRPC_ANSWER),

@@ -371,10 +371,12 @@ async def handle(req: Request, principal: Principal, body: bytes) -> Response:
 
     async with manager.run():
         await manager.handle_request(scope, _replay(body), send)
+    content = b"".join(chunks)
     headers = _headers(start.get("headers", []))
-    return Response(
-        content=b"".join(chunks), status_code=int(start.get("status", 500)), headers=headers
-    )
+    if not content:
+        # A notification's 202 has no body, so no media type (the SDK labels it JSON anyway).
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+    return Response(content=content, status_code=int(start.get("status", 500)), headers=headers)
 
 
 def _headers(raw: list[tuple[bytes, bytes]] | Mapping[str, str]) -> dict[str, str]:
