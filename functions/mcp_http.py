@@ -75,8 +75,8 @@ async def mcp(req: Request) -> Response:
     """Authenticate, then let the MCP SDK answer the request as the caller."""
     principal = await principal_of(req)
     body = await read_body(req)
-    # Function-local for cold start: the MCP SDK, and the tool server built on it, load on
-    # the first MCP request, not when the host imports function_app.py to index it.
+    # Function-local for cold start: the tool server (its module, and the tools' schemas built
+    # from it) loads on the first MCP request, not when the host imports function_app.py.
     from shared.api import mcp_server
 
     return await mcp_server.handle(req, principal, body)
