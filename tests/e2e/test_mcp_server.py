@@ -50,8 +50,9 @@ async def mcp_session(host: DevHost, key: str | None = None) -> AsyncIterator[Cl
 def structured(result: CallToolResult) -> dict[str, Any]:
     """A successful tool result's structured content."""
     assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
 
 
 def text_of(result: CallToolResult) -> str:
@@ -190,3 +191,29 @@ async def test_paused_run_is_reviewed_and_decided_through_mcp(host: DevHost) -> 
         )
     assert decided["status"] == "approved"
     assert again.is_error and "already decided" in text_of(again)
+    with host.client(timeout=60) as client:
+        # The wait blocks until the resumed run ends; then its record holds the outcome.
+        finished = client.get(f"/runs/{paused['run_id']}/wait")
+        assert finished.status_code == 200, finished.text
+        run = client.get(f"/runs/{paused['run_id']}")
+    assert run.json()["status"] == "success"
+
+
+async def test_another_tenant_sees_no_memories_or_reviews(host: DevHost) -> None:
+    """Another tenant recalls none of the caller's facts and cannot list or decide its review."""
+    fact = f"The user's secret word is {uuid.uuid4().hex[:8]}."
+    _, issued = new_tenant_with_key(host.base_url)
+    async with mcp_session(host) as session:
+        structured(await session.call_tool("remember", {"fact": fact}))
+        paused = structured(await session.call_tool("run_billing", {"input": REFUND_REQUEST}))
+    review_id = paused["pending_reviews"][0]["review_id"]
+    async with mcp_session(host, key=issued["key"]) as other:
+        recalled = structured(await other.call_tool("recall", {"query": "secret word"}))
+        found = structured(await other.call_tool("search_memories", {}))
+        listed = structured(await other.call_tool("list_pending_reviews", {"limit": 1000}))
+        decided = await other.call_tool(
+            "decide_review", {"review_id": review_id, "decision": "approve"}
+        )
+    assert fact not in recalled["facts"] and found["items"] == []
+    assert review_id not in {r["review_id"] for r in listed["reviews"]}
+    assert decided.is_error and "Not found" in text_of(decided)
