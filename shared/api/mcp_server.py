@@ -32,7 +32,7 @@ decided) is an MCP tool error (`isError: true`) with a safe message, never a cra
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Annotated, Any, Final, Literal
@@ -355,7 +355,7 @@ async def handle(req: Request, principal: Principal, body: bytes) -> Response:
         stateless=True,
         json_response=True,
         # Every request carries a bearer credential, never an ambient cookie, so a rebinding
-        # page gains nothing; Host checks would only refuse Ascent's own custom domains.
+        # page gains nothing; a Host allow-list would have to name every domain Ascent serves.
         security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
     scope: Scope = dict(req.scope)
@@ -379,7 +379,7 @@ async def handle(req: Request, principal: Principal, body: bytes) -> Response:
     return Response(content=content, status_code=int(start.get("status", 500)), headers=headers)
 
 
-def _headers(raw: list[tuple[bytes, bytes]] | Mapping[str, str]) -> dict[str, str]:
-    """The SDK's response headers, less those the host sets itself."""
-    pairs = raw.items() if isinstance(raw, Mapping) else ((k.decode(), v.decode()) for k, v in raw)
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The SDK's ASGI response headers, less those the host sets itself."""
+    pairs = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
     return {k: v for k, v in pairs if k.lower() not in _HOP_HEADERS}

@@ -217,3 +217,12 @@ async def test_another_tenant_sees_no_memories_or_reviews(host: DevHost) -> None
     assert fact not in recalled["facts"] and found["items"] == []
     assert review_id not in {r["review_id"] for r in listed["reviews"]}
     assert decided.is_error and "Not found" in text_of(decided)
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_no_session_stream_or_termination(host: DevHost, method: str) -> None:
+    """Stateless: GET (a server stream) and DELETE (end a session) answer 405, Allow POST."""
+    with host.client() as client:
+        response = client.request(method, "/mcp", headers={"Accept": "text/event-stream"})
+    assert response.status_code == 405
+    assert "POST" in response.headers["allow"]
