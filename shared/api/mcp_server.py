@@ -17,9 +17,9 @@ Tools act as the request's principal, which the trigger stores in the ASGI scope
 each tool reads from its `Context` (the SDK hands tools the Starlette request):
 
 - `run_<agent>` for each catalog agent, and `run_tenant_assistant` for any of the tenant's
-  assistants (or a catalog agent by name): run it on an input, in a new thread or the given
-  one, through the one run engine (shared/api/simple.py). A run that pauses for approval
-  answers `status: "interrupted"` with the pending review ids;
+  assistants (or a catalog agent by name; `list_assistants` names them): run it on an input,
+  in a new thread or the given one, through the one run engine (shared/api/simple.py). A run
+  that pauses for approval answers `status: "interrupted"` with the pending review ids;
 - `remember`, `recall`, `search_memories`: the caller's own long-term memories, the same
   user-scoped namespace the agents' memory tools use (shared/agents/memory_tools.py);
 - `list_pending_reviews`, `decide_review`: the reviews API (shared/runs/reviews.py), with its
@@ -53,7 +53,7 @@ from shared.agents.memory_tools import (
     fact_key,
     user_namespace,
 )
-from shared.api import simple
+from shared.api import assistants, simple
 from shared.api.schemas import AgentRunRequest
 from shared.core.errors import AscentError
 from shared.memory import store as memory
@@ -196,6 +196,22 @@ async def run_tenant_assistant(
     return await run_agent(principal_from(ctx), assistant_id, input, thread_id)
 
 
+async def list_assistants(
+    ctx: Context,
+    graph_id: Annotated[str | None, Field(max_length=100, description="Only this agent's.")] = None,
+    limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    offset: Annotated[int, Field(ge=0)] = 0,
+) -> Json:
+    """The tenant's assistants and the catalog's defaults, newest first: ids for
+    `run_tenant_assistant` (as `POST /api/assistants/search`)."""
+    principal = principal_from(ctx)
+    with tool_errors():
+        body = assistants.AssistantSearch(graph_id=graph_id, limit=limit, offset=offset)
+        found, _ = await assistants.search(principal, body)
+    keep = ("assistant_id", "graph_id", "name", "description", "version")
+    return {"assistants": [{k: a.get(k) for k in keep} for a in found]}
+
+
 # --- memory ----------------------------------------------------------------------------------
 
 
@@ -321,6 +337,7 @@ def build_server() -> MCPServer[Any]:
         _add_catalog_tool(server, spec.name, spec.description)
     for tool in (
         run_tenant_assistant,
+        list_assistants,
         remember,
         recall,
         search_memories,

@@ -101,6 +101,23 @@ async def test_agent_tool_continues_a_thread(host: DevHost) -> None:
     assert second["output"] == "Your name is Ada."
 
 
+async def test_assistant_made_by_the_tenant_is_listed_and_runs(host: DevHost) -> None:
+    """An assistant the tenant creates is listed by `list_assistants` and runs by its id."""
+    with host.client() as client:
+        created = client.post("/assistants", json={"graph_id": "triage", "name": "mcp-helper"})
+        assert created.status_code == 200, created.text
+    assistant_id = created.json()["assistant_id"]
+    async with mcp_session(host) as session:
+        listed = structured(await session.call_tool("list_assistants", {"graph_id": "triage"}))
+        ran = structured(
+            await session.call_tool(
+                "run_tenant_assistant", {"assistant_id": assistant_id, "input": "hello"}
+            )
+        )
+    assert assistant_id in {a["assistant_id"] for a in listed["assistants"]}
+    assert ran["status"] == "success" and ran["agent"] == assistant_id
+
+
 async def test_memory_tools_remember_recall_and_search(host: DevHost) -> None:
     """A fact remembered through MCP is recalled and found by search for the same caller."""
     fact = f"The user's favorite color is teal {uuid.uuid4().hex[:6]}."
