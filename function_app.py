@@ -15,6 +15,7 @@ from functions import (
     events_http,
     fallback_http,
     health_http,
+    mcp_http,
     openai_http,
     openapi_http,
     protocol_agents_http,
@@ -44,5 +45,6 @@ app.register_functions(crons_http.bp)
 app.register_functions(events_http.bp)
 app.register_functions(runs_queue.bp)
 app.register_functions(reviews_http.bp)
+app.register_functions(mcp_http.bp)
 # Last: the catch-all answers what no route above serves (problem+json 404/405, CORS preflight).
 app.register_functions(fallback_http.blueprint_for(app))

@@ -79,7 +79,7 @@ class Operation:
     query: type[BaseModel] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     response_headers: Mapping[str, str] = field(default_factory=dict)
-    responses: Mapping[int, tuple[str, Body]] = field(default_factory=dict)
+    responses: Mapping[int, tuple[str, Body | None]] = field(default_factory=dict)
     # Left out of the document (the catch-all route: it serves no path of its own).
     hidden: bool = False
     openai_errors: bool = False
@@ -100,7 +100,7 @@ def documented(
     query: type[BaseModel] | None = None,
     headers: Mapping[str, str] | None = None,
     response_headers: Mapping[str, str] | None = None,
-    responses: Mapping[int, tuple[str, Body]] | None = None,
+    responses: Mapping[int, tuple[str, Body | None]] | None = None,
     hidden: bool = False,
     openai_errors: bool = False,
 ) -> Callable[[F], F]:
@@ -109,8 +109,9 @@ def documented(
     `request`/`response` are pydantic models (or raw JSON Schemas); `errors` the problem
     statuses beyond those implied by `request` and `auth`; `streaming=True` adds a
     `text/event-stream` 200 (alone when there is no `response` model); `responses` documents
-    extra non-problem answers as `{status: (description, body)}`; `path_params` gives JSON
-    Schemas for route values (default: string); `headers` optional request headers;
+    extra non-problem answers as `{status: (description, body)}` (body None: no content);
+    `path_params` gives JSON Schemas for route values (default: string); `headers` optional
+    request headers;
     `openai_errors` documents errors in OpenAI's shape (the `/v1/*` handlers).
     """
     operation = Operation(
@@ -321,10 +322,11 @@ def _responses(op: Operation, method: str, schemas: _Schemas) -> dict[str, Any]:
         }
     responses: dict[str, Any] = {str(op.status): success}
     for status, (text, body) in op.responses.items():
-        responses[str(status)] = {
-            "description": text,
-            "content": {"application/json": {"schema": schemas.ref(body, "serialization")}},
-        }
+        responses[str(status)] = {"description": text}
+        if body is not None:
+            responses[str(status)]["content"] = {
+                "application/json": {"schema": schemas.ref(body, "serialization")}
+            }
     implied: set[int] = set(op.errors)
     if op.auth:
         implied |= {401, 429}  # shared.api.http.principal_of authenticates and rate-limits

@@ -173,3 +173,12 @@ class TestImportIsSideEffectFree:
         )
         assert done.returncode == 0, done.stderr
         assert list(data_dir.iterdir()) == []
+
+    def test_mcp_tool_server_loads_on_first_request_only(self) -> None:
+        """Indexing the app does not load the MCP tool server (it is built on the first call)."""
+        check = "import sys, function_app; print('shared.api.mcp_server' in sys.modules)"
+        done = subprocess.run(
+            [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "False"
