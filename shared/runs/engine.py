@@ -581,6 +581,8 @@ async def _drive(ex: Execution, history: History, result: RunResultStreaming) ->
         failure = failure_of(exc)
         if failure.cause == "failed":
             log.exception("run %s failed", run.id)
+        elif failure.cause == "mcp":
+            log.warning("run %s: %s", run.id, failure.error)
         return await _end(
             ex,
             history,
