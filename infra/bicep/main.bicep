@@ -41,7 +41,7 @@ param traceExport bool = true
 param sessionBackend string = 'dapr'
 
 @secure()
-@description('Secret settings by env var name (OPENAI_API_KEY, ASCENT_DEV_API_KEY, ASCENT_ADMIN_KEY, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN), filled by azd from the environment; empty values are not stored.')
+@description('Secret settings by env var name (OPENAI_API_KEY, ASCENT_DEV_API_KEY, ASCENT_ADMIN_KEY, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ASCENT_MCP_TOOLS_TOKEN), filled by azd from the environment; empty values are not stored.')
 param secretSettings object
 
 // --- Compute ---
@@ -49,6 +49,8 @@ param secretSettings object
 param functionsImage string = ''
 @description('Image per job name (SERVICE_<JOB>_IMAGE_NAME); jobs missing here run the placeholder until deployed.')
 param jobImages object = {}
+@description('Image of the MCP tool server; azd sets SERVICE_MCP_TOOLS_IMAGE_NAME after its first deploy.')
+param mcpToolsImage string = ''
 param functionsMinReplicas int = 0
 param functionsMaxReplicas int = 10
 
@@ -213,7 +215,8 @@ var secretRefs = concat(
   empty(secretSettings.?ASCENT_DEV_API_KEY ?? '') ? [] : [{ name: 'ascent-dev-api-key', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-dev-api-key', identity: identity.outputs.id }],
   empty(secretSettings.?ASCENT_ADMIN_KEY ?? '') ? [] : [{ name: 'ascent-admin-key', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-admin-key', identity: identity.outputs.id }],
   empty(secretSettings.?UPSTASH_REDIS_REST_URL ?? '') ? [] : [{ name: 'upstash-redis-rest-url', keyVaultUrl: '${keyVault.outputs.uri}secrets/upstash-redis-rest-url', identity: identity.outputs.id }],
-  empty(secretSettings.?UPSTASH_REDIS_REST_TOKEN ?? '') ? [] : [{ name: 'upstash-redis-rest-token', keyVaultUrl: '${keyVault.outputs.uri}secrets/upstash-redis-rest-token', identity: identity.outputs.id }]
+  empty(secretSettings.?UPSTASH_REDIS_REST_TOKEN ?? '') ? [] : [{ name: 'upstash-redis-rest-token', keyVaultUrl: '${keyVault.outputs.uri}secrets/upstash-redis-rest-token', identity: identity.outputs.id }],
+  empty(secretSettings.?ASCENT_MCP_TOOLS_TOKEN ?? '') ? [] : [{ name: 'ascent-mcp-tools-token', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-mcp-tools-token', identity: identity.outputs.id }]
 )
 var secretEnv = [
   empty(secretSettings.?OPENAI_API_KEY ?? '') ? { name: 'OPENAI_API_KEY', value: '' } : { name: 'OPENAI_API_KEY', secretRef: 'openai-api-key' }
@@ -221,6 +224,7 @@ var secretEnv = [
   empty(secretSettings.?ASCENT_ADMIN_KEY ?? '') ? { name: 'ASCENT_ADMIN_KEY', value: '' } : { name: 'ASCENT_ADMIN_KEY', secretRef: 'ascent-admin-key' }
   empty(secretSettings.?UPSTASH_REDIS_REST_URL ?? '') ? { name: 'UPSTASH_REDIS_REST_URL', value: '' } : { name: 'UPSTASH_REDIS_REST_URL', secretRef: 'upstash-redis-rest-url' }
   empty(secretSettings.?UPSTASH_REDIS_REST_TOKEN ?? '') ? { name: 'UPSTASH_REDIS_REST_TOKEN', value: '' } : { name: 'UPSTASH_REDIS_REST_TOKEN', secretRef: 'upstash-redis-rest-token' }
+  empty(secretSettings.?ASCENT_MCP_TOOLS_TOKEN ?? '') ? { name: 'ASCENT_MCP_TOOLS_TOKEN', value: '' } : { name: 'ASCENT_MCP_TOOLS_TOKEN', secretRef: 'ascent-mcp-tools-token' }
 ]
 
 // Every setting shared/core/settings.py reads is set below, for the function app and every job
@@ -244,6 +248,8 @@ var sharedEnv = [
   { name: 'DAPR_TOPIC', value: subscriptionDef.spec.topic }
   // Background runs go through the `agent-runs` Storage queue of the host storage account.
   { name: 'QUEUE_BACKEND', value: 'azure' }
+  // The demo agents call the shared tools on the MCP tool server (internal ingress only).
+  { name: 'ASCENT_MCP_TOOLS_URL', value: mcpTools.outputs.url }
 ]
 var tunableEnv = [for item in tunableList: { name: item.key, value: item.value }]
 
@@ -286,6 +292,24 @@ module functions 'app/functions.bicep' = {
   }
   // Roles first: the first revision pulls with AcrPull and resolves Key Vault references.
   dependsOn: [rbac, daprComponents]
+}
+
+// The MCP tool server (`python -m mcp_tools`): stateless, reachable inside the environment only.
+module mcpTools 'app/mcp-tools.bicep' = {
+  name: 'mcp-tools'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.appContainerApps}mcp-tools-${resourceToken}'
+    environmentId: environment.outputs.id
+    image: !empty(mcpToolsImage) ? mcpToolsImage : placeholderImage
+    registryServer: registry.outputs.loginServer
+    identityId: identity.outputs.id
+    env: filter(secretEnv, e => e.name == 'ASCENT_MCP_TOOLS_TOKEN')
+    secrets: filter(secretRefs, s => s.name == 'ascent-mcp-tools-token')
+  }
+  dependsOn: [rbac]
 }
 
 module jobs 'app/jobs.bicep' = {

@@ -33,9 +33,9 @@ def test_every_service_builds_the_repo_dockerfile_remotely() -> None:
         assert docker["remoteBuild"] is True, name
 
 
-def test_services_are_the_app_and_the_jobs() -> None:
-    """The services are the function app plus one per job of aca_jobs.JOBS."""
-    assert set(azure_yaml()["services"]) == {"functions", *JOBS}
+def test_services_are_the_app_the_tool_server_and_the_jobs() -> None:
+    """The services are the function app, the MCP tool server and one per job of aca_jobs.JOBS."""
+    assert set(azure_yaml()["services"]) == {"functions", "mcp_tools", *JOBS}
 
 
 def test_services_are_tagged_in_bicep() -> None:
