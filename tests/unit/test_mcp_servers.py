@@ -1,0 +1,199 @@
+"""MCP server declarations, approval classes, idempotency keys, the pool and failure mapping."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from agents import AgentsException, FunctionTool
+
+from shared.agents import assistant, mcp_servers
+from shared.agents.mcp_servers import (
+    IDEMPOTENCY_KEY,
+    Connections,
+    DeclaredServer,
+    McpServerDecl,
+    McpServerFailed,
+    declared_servers,
+    with_mcp_servers,
+)
+from shared.core.context import RunContext
+from shared.core.settings import get_settings
+from shared.runs.engine import failure_of
+from shared.security.tool_approval import requires_approval
+
+SHOP = McpServerDecl(
+    name="shop", url="http://shop.test/mcp", tools={"store_hours": "read", "refund": "write"}
+)
+
+
+def use_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """Set settings env vars and drop the cached settings."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
+def test_a_tool_the_declaration_does_not_classify_is_spend() -> None:
+    """Declared classes are kept; any other tool of the server is `spend` (fail closed)."""
+    assert [SHOP.class_of(t) for t in ("store_hours", "refund", "other")] == [
+        "read",
+        "write",
+        "spend",
+    ]
+
+
+def test_header_values_are_read_from_secret_settings_not_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A header names a setting; its secret value is read when connecting and is not part of
+    the declaration."""
+    use_env(monkeypatch, ASCENT_MCP_TOOLS_TOKEN="s3cret-value")
+    decl = SHOP.model_copy(update={"headers": {"X-Key": "mcp_tools_token"}})
+    assert decl.header_values() == {"X-Key": "s3cret-value"}
+    assert "s3cret-value" not in decl.model_dump_json()
+
+
+def test_a_missing_header_secret_is_a_clear_failure() -> None:
+    """A header whose setting is unset fails naming the server and header, not connecting."""
+    decl = SHOP.model_copy(update={"headers": {"X-Key": "mcp_tools_token"}})
+    with pytest.raises(McpServerFailed, match="MCP server 'shop' has no value for header 'X-Key'"):
+        decl.header_values()
+
+
+def test_servers_are_declared_per_agent_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ASCENT_MCP_SERVERS gives an agent its servers; other agents get none."""
+    use_env(monkeypatch, ASCENT_MCP_SERVERS=json.dumps({"billing": [SHOP.model_dump()]}))
+    assert declared_servers("billing") == [SHOP]
+    assert declared_servers("triage") == []
+
+
+def test_an_invalid_servers_setting_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A declaration with an unknown key (or bad JSON) is a ValueError naming the setting."""
+    use_env(monkeypatch, ASCENT_MCP_SERVERS='{"billing": [{"name": "x", "urls": "y"}]}')
+    with pytest.raises(ValueError, match="ASCENT_MCP_SERVERS is not valid"):
+        declared_servers("billing")
+
+
+def test_the_tool_server_replaces_the_in_process_shared_tools(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ASCENT_MCP_TOOLS_URL set, the assistant's calculator and clock come from the tool
+    server (read class, allow-listed) and its memory tools stay in-process."""
+    use_env(monkeypatch, ASCENT_MCP_TOOLS_URL="http://tools.test/mcp")
+    agent = with_mcp_servers(assistant.build(), "assistant")
+    assert [t.name for t in agent.tools if isinstance(t, FunctionTool)] == ["remember", "recall"]
+    (server,) = agent.mcp_servers
+    assert isinstance(server, DeclaredServer)
+    assert server.decl.allow == ("calculate", "current_time")
+    assert {server.decl.class_of(t) for t in ("calculate", "current_time")} == {"read"}
+
+
+def test_without_a_tool_server_the_agent_keeps_its_own_tools() -> None:
+    """Unset, the demo agents run their tools in-process and declare no MCP server."""
+    agent = with_mcp_servers(assistant.build(), "assistant")
+    assert "calculate" in [t.name for t in agent.tools if isinstance(t, FunctionTool)]
+    assert agent.mcp_servers == []
+
+
+def test_each_call_carries_its_run_and_call_as_idempotency_key() -> None:
+    """The `_meta` of a call is "<run id>/<call id>": the same when a run is retried."""
+    context = SimpleNamespace(context=RunContext("t", "u", "th", "run-1"), tool_call_id="call-7")
+    meta = mcp_servers._call_meta(SimpleNamespace(run_context=context))  # type: ignore[arg-type]
+    assert meta == {IDEMPOTENCY_KEY: "run-1/call-7"}
+
+
+async def test_write_and_spend_mcp_tools_need_approval_and_read_ones_do_not() -> None:
+    """The declared class decides, as for catalog tools: read never pauses, write/spend do."""
+    assert await requires_approval(None, "store_hours", "read") is False
+    assert await requires_approval(None, "refund", "write") is True
+    assert await requires_approval(None, "charge_card", "spend") is True
+
+
+async def test_the_deployment_default_can_waive_an_mcp_tool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write MCP tool listed in ASCENT_AUTO_APPROVE_TOOLS runs without approval."""
+    use_env(monkeypatch, ASCENT_AUTO_APPROVE_TOOLS="remember,refund")
+    assert await requires_approval(None, "refund", "write") is False
+
+
+class FakeClient:
+    """Stands in for a connected SDK client: counts tool-list invalidations and closes."""
+
+    def __init__(self) -> None:
+        self.invalidated = 0
+        self.closed = False
+
+    def invalidate_tools_cache(self) -> None:
+        self.invalidated += 1
+
+    async def cleanup(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_connect(monkeypatch: pytest.MonkeyPatch) -> list[FakeClient]:
+    """Replace connecting with FakeClients; the list holds each one made."""
+    made: list[FakeClient] = []
+
+    async def connect(decl: McpServerDecl) -> Any:
+        made.append(FakeClient())
+        return made[-1]
+
+    monkeypatch.setattr(mcp_servers, "_connect", connect)
+    return made
+
+
+async def test_a_pooled_tool_list_is_listed_again_after_its_ttl(
+    fake_connect: list[FakeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One client is reused; its cached tool list is dropped once older than the TTL."""
+    now = [100.0]
+    monkeypatch.setattr(mcp_servers.time, "monotonic", lambda: now[0])
+    pool = Connections(bound=4)
+    first = await pool.client(SHOP, ttl=60)
+    now[0] += 30
+    assert await pool.client(SHOP, ttl=60) is first and fake_connect[0].invalidated == 0
+    now[0] += 31
+    await pool.client(SHOP, ttl=60)
+    assert (len(fake_connect), fake_connect[0].invalidated) == (1, 1)
+
+
+async def test_the_pool_is_bounded_closing_the_least_recently_used(
+    fake_connect: list[FakeClient],
+) -> None:
+    """Past its bound, the pool closes the client used longest ago."""
+    pool = Connections(bound=2)
+    decls = [SHOP.model_copy(update={"name": n}) for n in ("a", "b", "c")]
+    await pool.client(decls[0], ttl=None)
+    await pool.client(decls[1], ttl=None)
+    await pool.client(decls[0], ttl=None)
+    await pool.client(decls[2], ttl=None)
+    assert [c.closed for c in fake_connect] == [False, True, False]
+
+
+async def test_a_failure_drops_the_client_so_the_next_use_reconnects(
+    fake_connect: list[FakeClient],
+) -> None:
+    """After a failed call, the next use connects afresh (and lists the tools again)."""
+    pool = Connections(bound=4)
+    await pool.client(SHOP, ttl=None)
+    await pool.drop(SHOP)
+    await pool.client(SHOP, ttl=None)
+    assert [c.closed for c in fake_connect] == [True, False]
+
+
+def test_an_mcp_failure_wrapped_by_the_sdk_is_the_runs_clear_error() -> None:
+    """The engine finds the MCP failure behind the SDK's wrapper: cause `mcp`, its message."""
+    try:
+        try:
+            raise McpServerFailed("shop", "did not answer 'x' within 2s")
+        except McpServerFailed as inner:
+            raise AgentsException("Error running tool x") from inner
+    except AgentsException as outer:
+        failure = failure_of(outer)
+    assert (failure.status, failure.cause) == ("error", "mcp")
+    assert failure.error == "MCP server 'shop' did not answer 'x' within 2s"
