@@ -11,9 +11,9 @@ ASCENT_MCP_SERVERS (JSON, by agent name).
 Approval. A `write`/`spend` MCP tool gets the same `needs_approval` check as a catalog tool
 (shared/security/tool_approval.py, with the tenant's policy and "always approve in this
 thread"): its call pauses the run, and the stored `RunState` resumes on any instance exactly as
-for `issue_refund`. Each call carries an idempotency key (`_meta`, `IDEMPOTENCY_KEY`: the run id
-and the model's call id), so a server that honours it never repeats a write a retried run
-asks for again.
+for `issue_refund`. Each call carries an idempotency key (`_meta`, `IDEMPOTENCY_KEY`: the run id,
+the tool and a hash of its arguments), so a server that honours it never repeats a write a
+retried run asks for again.
 
 Connections. The catalog's agents hold a `DeclaredServer` (no connection of its own): each
 list or call finds its connection at use. ASCENT_MCP_CONNECTIONS=`pooled` (the default) keeps
@@ -35,6 +35,7 @@ with that message in its `error` event (shared/runs/engine.py `failure_of`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# The `_meta` key of every tool call: "<run id>/<call id>", stable when a run is retried.
+# The `_meta` key of every tool call: "<run id>/<tool>/<arguments hash>", stable when retried.
 IDEMPOTENCY_KEY: Final = "ascent/idempotency_key"
 # Most connected clients one process keeps (pooled mode), least recently used closed first.
 POOL_BOUND: Final = 32
@@ -320,12 +321,15 @@ def _result_text(result: CallToolResult) -> str:
 
 
 def _call_meta(ctx: MCPToolMetaContext) -> dict[str, Any] | None:
-    """The idempotency key of a tool call: the run id and the model's call id."""
+    """The idempotency key of a tool call: its run, tool and arguments. Not the model's call
+    id: a run retried from its start (its executor died) gets new call ids from a real model,
+    and must still not repeat a write that already ran."""
     run_id = getattr(ctx.run_context.context, "run_id", None)
-    call_id = getattr(ctx.run_context, "tool_call_id", None)
-    if isinstance(run_id, str) and isinstance(call_id, str):
-        return {IDEMPOTENCY_KEY: f"{run_id}/{call_id}"}
-    return None
+    if not isinstance(run_id, str):
+        return None
+    arguments = json.dumps(ctx.arguments or {}, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(f"{ctx.tool_name}\0{arguments}".encode()).hexdigest()[:32]
+    return {IDEMPOTENCY_KEY: f"{run_id}/{ctx.tool_name}/{digest}"}
 
 
 class DeclaredServer(MCPServer):

@@ -98,11 +98,18 @@ def test_without_a_tool_server_the_agent_keeps_its_own_tools() -> None:
     assert agent.mcp_servers == []
 
 
-def test_each_call_carries_its_run_and_call_as_idempotency_key() -> None:
-    """The `_meta` of a call is "<run id>/<call id>": the same when a run is retried."""
-    context = SimpleNamespace(context=RunContext("t", "u", "th", "run-1"), tool_call_id="call-7")
-    meta = mcp_servers._call_meta(SimpleNamespace(run_context=context))  # type: ignore[arg-type]
-    assert meta == {IDEMPOTENCY_KEY: "run-1/call-7"}
+def test_each_call_carries_an_idempotency_key_stable_across_retries() -> None:
+    """The `_meta` key names the run, the tool and its arguments, not the model's call id: a
+    retried run asking for the same write sends the same key; other arguments another one."""
+
+    def key(call_id: str, arguments: dict[str, Any]) -> Any:
+        wrapper = SimpleNamespace(context=RunContext("t", "u", "th", "run-1"), tool_call_id=call_id)
+        found = SimpleNamespace(run_context=wrapper, tool_name="charge_card", arguments=arguments)
+        return mcp_servers._call_meta(found)[IDEMPOTENCY_KEY]  # type: ignore[arg-type,index]
+
+    assert key("call-1", {"amount": 25}) == key("call-9", {"amount": 25})
+    assert key("call-1", {"amount": 25}) != key("call-1", {"amount": 26})
+    assert key("call-1", {"amount": 25}).startswith("run-1/charge_card/")
 
 
 async def test_write_and_spend_mcp_tools_need_approval_and_read_ones_do_not() -> None:
