@@ -11,7 +11,9 @@ calls, one tool call), three ways, rounds interleaved so drift on a shared machi
 3. **MCP, per run** (ASCENT_MCP_CONNECTIONS=per_run): a client connected inside each run's
    `mcp_scope()` and closed at its end (initialize, list tools, call, close every run).
 
-It prints the median run latency of each and the ratios MCP / in-process. Runs go through
+It prints the median run latency of each and the ratios MCP / in-process, then the rate of
+each at concurrency 16 (a pooled client sends one request at a time: the SDK serializes the
+requests of a shared streamable-HTTP session, so concurrent runs queue on it). Runs go through
 `Runner.run` with the offline model and no session or database, so the figures are the
 tool path's own cost. It asserts nothing about timing.
 """
@@ -37,6 +39,7 @@ from local.devhost_process import free_port
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Please calculate 12 * (3 + 4)"
 EXPECTED = "12 * (3 + 4) = 84"
+CONCURRENT_RUNS = 320
 
 
 def _listening(port: int) -> bool:
@@ -82,7 +85,20 @@ async def timed(run: Callable[[], Awaitable[str]]) -> float:
     return elapsed
 
 
-async def bench(url: str, rounds: int, per_round: int) -> dict[str, list[float]]:
+async def rate(run: Callable[[], Awaitable[str]], concurrency: int, count: int) -> float:
+    """Runs per second of `count` runs, `concurrency` at a time."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with slots:
+            await timed(run)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    return count / (time.perf_counter() - started)
+
+
+async def bench(url: str, rounds: int, per_round: int, concurrency: int) -> dict[str, list[float]]:
     """Interleaved rounds of the three variants; every run's latency by variant."""
     from shared.agents.assistant import calculate
     from shared.agents.mcp_servers import DeclaredServer, McpServerDecl, close_pool, mcp_scope
@@ -104,17 +120,23 @@ async def bench(url: str, rounds: int, per_round: int) -> dict[str, list[float]]
             return await run_on(remote)
 
     results: dict[str, list[float]] = {"in-process": [], "MCP pooled": [], "MCP per run": []}
+    variants: dict[str, tuple[str, Callable[[], Awaitable[str]]]] = {
+        "in-process": ("pooled", lambda: run_on(local)),
+        "MCP pooled": ("pooled", lambda: run_on(remote)),
+        "MCP per run": ("per_run", per_run),
+    }
     use_settings(ASCENT_MCP_CONNECTIONS="pooled")
     await run_on(remote)  # connect the pool once: its cost is paid once per process
     for _ in range(rounds):
-        use_settings(ASCENT_MCP_CONNECTIONS="pooled")
-        for _ in range(per_round):
-            results["in-process"].append(await timed(lambda: run_on(local)))
-        for _ in range(per_round):
-            results["MCP pooled"].append(await timed(lambda: run_on(remote)))
-        use_settings(ASCENT_MCP_CONNECTIONS="per_run")
-        for _ in range(per_round):
-            results["MCP per run"].append(await timed(per_run))
+        for name, (mode, run) in variants.items():
+            use_settings(ASCENT_MCP_CONNECTIONS=mode)
+            for _ in range(per_round):
+                results[name].append(await timed(run))
+    # Concurrency: one pooled client serializes its requests (the SDK's streamable-HTTP
+    # client sends one at a time), so concurrent runs queue where per-run clients do not.
+    for name, (mode, run) in variants.items():
+        use_settings(ASCENT_MCP_CONNECTIONS=mode)
+        results[f"{name} rate"] = [await rate(run, concurrency, CONCURRENT_RUNS)]
     await close_pool()
     return results
 
@@ -124,16 +146,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.mcp_overhead", description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=40, help="runs per variant per round")
+    parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     process, url = start_tool_server()
     try:
-        results = asyncio.run(bench(url, args.rounds, args.runs))
+        results = asyncio.run(bench(url, args.rounds, args.runs, args.concurrency))
     finally:
         process.kill()
         process.wait()
     base = statistics.median(results["in-process"])
     print(f"one calculator call per run, {args.rounds} x {args.runs} runs per variant")
     for name, values in results.items():
+        if name.endswith(" rate"):
+            continue
         median = statistics.median(values)
         p95 = statistics.quantiles(values, n=20)[-1]
         print(
@@ -143,6 +168,11 @@ def main() -> None:
     pooled = statistics.median(results["MCP pooled"])
     per_run = statistics.median(results["MCP per run"])
     print(f"  per run / pooled: {per_run / pooled:.1f}x")
+    print(f"{CONCURRENT_RUNS} runs, {args.concurrency} at a time:")
+    base_rate = results["in-process rate"][0]
+    for name in ("in-process", "MCP pooled", "MCP per run"):
+        rate = results[f"{name} rate"][0]
+        print(f"  {name:<12} {rate:8.1f} runs/s  ratio to in-process {rate / base_rate:5.2f}")
 
 
 if __name__ == "__main__":
