@@ -19,7 +19,10 @@ Connections. The catalog's agents hold a `DeclaredServer` (no connection of its 
 list or call finds its connection at use. ASCENT_MCP_CONNECTIONS=`pooled` (the default) keeps
 one connected client per server per process and event loop (at most `POOL_BOUND`, the least
 recently used closed first), reused by every run; `per_run` opens them inside the run's
-`mcp_scope()` and closes them when the run ends. bench/mcp_overhead.py measures both.
+`mcp_scope()` and closes them when the run ends. bench/mcp_overhead.py measures both: pooled
+costs about 2x an in-process tool call, per-run about 13x (its handshake). The SDK sends one
+request at a time on a pooled client, so concurrent runs queue on it (each bounded by the
+timeout): fine for fast tools; with slow ones, `per_run` trades the queue for the handshake.
 
 Tool lists. A pooled client caches its server's tool list (the SDK's cache) and lists it again
 after ASCENT_MCP_TOOLS_TTL_SECONDS, or at once after a failure drops the client: a changed
@@ -43,7 +46,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
-from contextvars import ContextVar
+from contextvars import Context, ContextVar
 from typing import Any, Final, TypeVar
 
 from agents import Agent, AgentBase, FunctionTool, RunContextWrapper
@@ -188,7 +191,10 @@ class Connections:
             async with self._locks.setdefault(key, asyncio.Lock()):
                 found = self._open.get(key)
                 if found is None:
-                    found = _Client(await _connect(decl))
+                    # Connected in a fresh context: a pooled client's transport task outlives
+                    # this run and must not carry its context (trace spans, run scope).
+                    connecting = asyncio.create_task(_connect(decl), context=Context())
+                    found = _Client(await connecting)
                     self._open[key] = found
                     await self._shrink()
         self._open.move_to_end(key)
