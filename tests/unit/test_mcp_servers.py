@@ -204,3 +204,22 @@ def test_an_mcp_failure_wrapped_by_the_sdk_is_the_runs_clear_error() -> None:
         failure = failure_of(outer)
     assert (failure.status, failure.cause) == ("error", "mcp")
     assert failure.error == "MCP server 'shop' did not answer 'x' within 2s"
+
+
+def test_a_tenant_policy_may_waive_a_declared_mcp_write_tool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tool-policy body accepts an MCP write/spend tool ASCENT_MCP_SERVERS declares, and
+    still refuses its read tools and undeclared names."""
+    from pydantic import ValidationError
+
+    from shared.security.tenant_settings import ToolPolicyUpdate
+
+    use_env(monkeypatch, ASCENT_MCP_SERVERS=json.dumps({"billing": [SHOP.model_dump()]}))
+    assert ToolPolicyUpdate(auto_approve=["refund", "issue_refund"]).auto_approve == [
+        "refund",
+        "issue_refund",
+    ]
+    for name in ("store_hours", "unknown"):
+        with pytest.raises(ValidationError):
+            ToolPolicyUpdate(auto_approve=[name])
