@@ -41,7 +41,7 @@ param traceExport bool = true
 param sessionBackend string = 'dapr'
 
 @secure()
-@description('Secret settings by env var name (OPENAI_API_KEY, ASCENT_DEV_API_KEY, ASCENT_ADMIN_KEY, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ASCENT_MCP_TOOLS_TOKEN), filled by azd from the environment; empty values are not stored.')
+@description('Secret settings by env var name (OPENAI_API_KEY, ASCENT_DEV_API_KEY, ASCENT_ADMIN_KEY, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ASCENT_MCP_TOOLS_TOKEN, ASCENT_MCP_SECRETS), filled by azd from the environment; empty values are not stored.')
 param secretSettings object
 
 // --- Compute ---
@@ -216,7 +216,8 @@ var secretRefs = concat(
   empty(secretSettings.?ASCENT_ADMIN_KEY ?? '') ? [] : [{ name: 'ascent-admin-key', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-admin-key', identity: identity.outputs.id }],
   empty(secretSettings.?UPSTASH_REDIS_REST_URL ?? '') ? [] : [{ name: 'upstash-redis-rest-url', keyVaultUrl: '${keyVault.outputs.uri}secrets/upstash-redis-rest-url', identity: identity.outputs.id }],
   empty(secretSettings.?UPSTASH_REDIS_REST_TOKEN ?? '') ? [] : [{ name: 'upstash-redis-rest-token', keyVaultUrl: '${keyVault.outputs.uri}secrets/upstash-redis-rest-token', identity: identity.outputs.id }],
-  empty(secretSettings.?ASCENT_MCP_TOOLS_TOKEN ?? '') ? [] : [{ name: 'ascent-mcp-tools-token', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-mcp-tools-token', identity: identity.outputs.id }]
+  empty(secretSettings.?ASCENT_MCP_TOOLS_TOKEN ?? '') ? [] : [{ name: 'ascent-mcp-tools-token', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-mcp-tools-token', identity: identity.outputs.id }],
+  empty(secretSettings.?ASCENT_MCP_SECRETS ?? '') ? [] : [{ name: 'ascent-mcp-secrets', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-mcp-secrets', identity: identity.outputs.id }]
 )
 var secretEnv = [
   empty(secretSettings.?OPENAI_API_KEY ?? '') ? { name: 'OPENAI_API_KEY', value: '' } : { name: 'OPENAI_API_KEY', secretRef: 'openai-api-key' }
@@ -225,6 +226,7 @@ var secretEnv = [
   empty(secretSettings.?UPSTASH_REDIS_REST_URL ?? '') ? { name: 'UPSTASH_REDIS_REST_URL', value: '' } : { name: 'UPSTASH_REDIS_REST_URL', secretRef: 'upstash-redis-rest-url' }
   empty(secretSettings.?UPSTASH_REDIS_REST_TOKEN ?? '') ? { name: 'UPSTASH_REDIS_REST_TOKEN', value: '' } : { name: 'UPSTASH_REDIS_REST_TOKEN', secretRef: 'upstash-redis-rest-token' }
   empty(secretSettings.?ASCENT_MCP_TOOLS_TOKEN ?? '') ? { name: 'ASCENT_MCP_TOOLS_TOKEN', value: '' } : { name: 'ASCENT_MCP_TOOLS_TOKEN', secretRef: 'ascent-mcp-tools-token' }
+  empty(secretSettings.?ASCENT_MCP_SECRETS ?? '') ? { name: 'ASCENT_MCP_SECRETS', value: '' } : { name: 'ASCENT_MCP_SECRETS', secretRef: 'ascent-mcp-secrets' }
 ]
 
 // Every setting shared/core/settings.py reads is set below, for the function app and every job

@@ -1,10 +1,11 @@
 """Agents calling tools on MCP servers (streamable HTTP), through the Agents SDK's MCP support.
 
 Declaring. An agent declares each MCP server it uses as an `McpServerDecl`: its URL, the
-headers it sends (each value read from a secret setting when connecting, never stored in the
-declaration nor logged), an allow or deny list of tool names, a timeout, and a risk class per
-tool (`read`, `write`, `spend`: shared/security/tool_policy.py). A tool the declaration does
-not classify is `spend` (fail closed). The demo agents declare the shared tool server
+headers it sends (each value named in the secret setting ASCENT_MCP_SECRETS and read from it
+when connecting, never stored in the declaration nor logged), an allow or deny list of tool
+names, a timeout, and a risk class per tool (`read`, `write`, `spend`:
+shared/security/tool_policy.py). A tool the declaration does not classify is `spend` (fail
+closed). The demo agents declare the shared tool server
 (`python -m mcp_tools`) when ASCENT_MCP_TOOLS_URL is set, and any agent gets more servers from
 ASCENT_MCP_SERVERS (JSON, by agent name).
 
@@ -53,7 +54,7 @@ from agents import Agent, AgentBase, FunctionTool, RunContextWrapper
 from agents.mcp import MCPServer, MCPServerStreamableHttp, MCPToolMetaContext
 from mcp.types import CallToolResult, GetPromptResult, ListPromptsResult
 from mcp.types import Tool as MCPTool
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.core.settings import get_settings
 from shared.security.tool_approval import requires_approval
@@ -75,6 +76,8 @@ SHARED_TOOLS: Final[dict[str, tuple[str, ...]]] = {
 MAX_REASON_CHARS: Final = 300
 # The header carrying ASCENT_MCP_TOOLS_TOKEN to the shared tool server (mcp_tools/).
 TOOLS_KEY_HEADER: Final = "X-Ascent-Tools-Key"
+# The name ASCENT_MCP_TOOLS_TOKEN goes by among the header secrets (a name, not a secret).
+TOOLS_SECRET: Final = "mcp_tools"  # noqa: S105
 
 
 class McpServerFailed(Exception):
@@ -94,7 +97,7 @@ class McpServerDecl(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
     url: str = Field(pattern=r"^https?://", max_length=2000)
-    # Header name -> the Settings field holding its value (a secret: read when connecting).
+    # Header name -> the name of its value in ASCENT_MCP_SECRETS (read when connecting).
     headers: dict[str, str] = Field(default_factory=dict)
     allow: tuple[str, ...] | None = None
     deny: tuple[str, ...] = ()
@@ -107,16 +110,40 @@ class McpServerDecl(BaseModel):
         return self.tools.get(tool, "spend")
 
     def header_values(self) -> dict[str, str]:
-        """The headers to send, their values read from the settings now (never logged)."""
-        settings = get_settings()
+        """The headers to send, their values read from ASCENT_MCP_SECRETS now (never logged).
+
+        Only that setting: a declaration cannot make another setting (a model key, say) leave
+        the process.
+        """
+        try:
+            secrets = mcp_secrets()
+        except ValueError as exc:
+            raise McpServerFailed(self.name, f"cannot read its header secrets: {exc}") from None
         values: dict[str, str] = {}
-        for header, field in self.headers.items():
-            found = getattr(settings, field, None)
-            secret = found.get_secret_value() if isinstance(found, SecretStr) else found
-            if not isinstance(secret, str) or not secret:
-                raise McpServerFailed(self.name, f"has no value for header {header!r}")
+        for header, secret_name in self.headers.items():
+            secret = secrets.get(secret_name)
+            if not secret:
+                raise McpServerFailed(self.name, f"has no secret for header {header!r}")
             values[header] = secret
         return values
+
+
+def mcp_secrets() -> dict[str, str]:
+    """ASCENT_MCP_SECRETS as names and values (the shared tool server's token as `mcp_tools`)."""
+    settings = get_settings()
+    found: dict[str, str] = {}
+    if settings.mcp_secrets is not None:
+        try:
+            given: Any = json.loads(settings.mcp_secrets.get_secret_value())
+        except ValueError:
+            # Never the exception's text: it would quote the secret.
+            raise ValueError("ASCENT_MCP_SECRETS is not a JSON object") from None
+        if not isinstance(given, dict):
+            raise ValueError("ASCENT_MCP_SECRETS is not a JSON object")
+        found.update({str(k): str(v) for k, v in given.items() if isinstance(v, str)})
+    if settings.mcp_tools_token is not None:
+        found[TOOLS_SECRET] = settings.mcp_tools_token.get_secret_value()
+    return found
 
 
 _DECLARED = TypeAdapter(dict[str, list[McpServerDecl]])
@@ -131,7 +158,7 @@ def shared_tools_server(agent: str) -> McpServerDecl | None:
     return McpServerDecl(
         name="tools",
         url=settings.mcp_tools_url,
-        headers={TOOLS_KEY_HEADER: "mcp_tools_token"} if settings.mcp_tools_token else {},
+        headers={TOOLS_KEY_HEADER: TOOLS_SECRET} if settings.mcp_tools_token else {},
         allow=names,
         tools=dict.fromkeys(names, "read"),
     )

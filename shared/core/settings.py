@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     mcp_tools_token: SecretStr | None = Field(None, alias="ASCENT_MCP_TOOLS_TOKEN")
     # More MCP servers by agent, as JSON: {"agent": [{"name", "url", ...}]} (McpServerDecl).
     mcp_servers: str = Field("", alias="ASCENT_MCP_SERVERS")
+    # The secrets their headers send, as JSON {"name": "value"}; a header names one of them.
+    mcp_secrets: SecretStr | None = Field(None, alias="ASCENT_MCP_SECRETS")
     # `pooled`: one connection per server per process, reused by runs; `per_run`: connected
     # and closed by each run (bench/mcp_overhead.py measures both).
     mcp_connections: Literal["pooled", "per_run"] = Field("pooled", alias="ASCENT_MCP_CONNECTIONS")

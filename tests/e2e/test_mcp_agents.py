@@ -2,7 +2,7 @@
 
 A tiny shop server (tests/fakes/mcp_shop.py) and the shared tool server (`python -m
 mcp_tools`) run as processes started here; dev hosts declare them through
-ASCENT_MCP_SERVERS and ASCENT_MCP_TOOLS_URL, with header secrets taken from settings.
+ASCENT_MCP_SERVERS and ASCENT_MCP_TOOLS_URL, with header secrets from ASCENT_MCP_SECRETS.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def shop_declaration(shop_url: str, gone_url: str) -> str:
                 {
                     "name": "shop",
                     "url": shop_url,
-                    "headers": {"X-Shop-Key": "mcp_tools_token"},
+                    "headers": {"X-Shop-Key": "shop"},
                     "tools": tools,
                     "timeout_seconds": 2,
                 }
@@ -114,7 +114,7 @@ def host_env(shop: Server, mode: str = "pooled") -> dict[str, str]:
     gone = f"http://127.0.0.1:{free_port()}/mcp"
     return {
         "ASCENT_MCP_SERVERS": shop_declaration(shop.url, gone),
-        "ASCENT_MCP_TOOLS_TOKEN": SHOP_KEY,
+        "ASCENT_MCP_SECRETS": json.dumps({"shop": SHOP_KEY}),
         "ASCENT_MCP_CONNECTIONS": mode,
     }
 

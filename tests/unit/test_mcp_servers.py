@@ -45,22 +45,35 @@ def test_a_tool_the_declaration_does_not_classify_is_spend() -> None:
     ]
 
 
-def test_header_values_are_read_from_secret_settings_not_stored(
+def test_header_values_are_read_from_the_secrets_setting_not_stored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A header names a setting; its secret value is read when connecting and is not part of
-    the declaration."""
-    use_env(monkeypatch, ASCENT_MCP_TOOLS_TOKEN="s3cret-value")
-    decl = SHOP.model_copy(update={"headers": {"X-Key": "mcp_tools_token"}})
+    """A header names a secret of ASCENT_MCP_SECRETS; its value is read when connecting and
+    is not part of the declaration."""
+    use_env(monkeypatch, ASCENT_MCP_SECRETS='{"shop": "s3cret-value"}')
+    decl = SHOP.model_copy(update={"headers": {"X-Key": "shop"}})
     assert decl.header_values() == {"X-Key": "s3cret-value"}
     assert "s3cret-value" not in decl.model_dump_json()
 
 
-def test_a_missing_header_secret_is_a_clear_failure() -> None:
-    """A header whose setting is unset fails naming the server and header, not connecting."""
-    decl = SHOP.model_copy(update={"headers": {"X-Key": "mcp_tools_token"}})
-    with pytest.raises(McpServerFailed, match="MCP server 'shop' has no value for header 'X-Key'"):
+def test_a_header_cannot_send_another_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Naming a setting that is not among the MCP secrets (the model key) fails clearly,
+    naming the server and header, and sends nothing."""
+    use_env(monkeypatch, OPENAI_API_KEY="sk-not-for-mcp-servers-0000")
+    decl = SHOP.model_copy(update={"headers": {"X-Key": "openai_api_key"}})
+    with pytest.raises(McpServerFailed, match="MCP server 'shop' has no secret for header 'X-Key'"):
         decl.header_values()
+
+
+def test_a_malformed_secrets_setting_is_refused_without_quoting_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ASCENT_MCP_SECRETS that is not a JSON object fails the server clearly, not echoing it."""
+    use_env(monkeypatch, ASCENT_MCP_SECRETS="{not json s3cret")
+    decl = SHOP.model_copy(update={"headers": {"X-Key": "shop"}})
+    with pytest.raises(McpServerFailed, match="ASCENT_MCP_SECRETS is not a JSON object") as raised:
+        decl.header_values()
+    assert "s3cret" not in str(raised.value)
 
 
 def test_servers_are_declared_per_agent_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -68,5 +68,12 @@ resource ascentMcpToolsToken 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if
   properties: { value: secretValues.ASCENT_MCP_TOOLS_TOKEN }
 }
 
+// ASCENT_MCP_SECRETS: the MCP servers' header secrets (JSON).
+resource ascentMcpSecrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?ASCENT_MCP_SECRETS ?? '')) {
+  parent: vault
+  name: 'ascent-mcp-secrets'
+  properties: { value: secretValues.ASCENT_MCP_SECRETS }
+}
+
 output name string = vault.name
 output uri string = vault.properties.vaultUri
