@@ -48,6 +48,9 @@ HOST_HOME = "/tmp"  # noqa: S108 - an emptyDir of the pod, not a shared host dir
 PER_PROCESS = ("SESSION_BACKEND", "DAPR_HTTP_PORT", "DAPR_GRPC_PORT", "ASCENT_EVENTS_PUBLISH")
 # The ACA app's cpu/memory (functions.bicep and jobs.bicep defaults; a test compares them).
 CPU, MEMORY = "500m", "1Gi"
+# The MCP tool server (`python -m mcp_tools`): compose's service name, and Bicep's size.
+MCP_TOOLS = "mcp-tools"
+MCP_TOOLS_CPU, MCP_TOOLS_MEMORY = "250m", "512Mi"
 MAX_REPLICAS = 10  # main.bicep's functionsMaxReplicas default
 QUEUE_LENGTH = "5"  # messages per replica before KEDA adds one
 # A manual ACA job becomes a suspended CronJob: started with `kubectl create job --from`.
@@ -237,6 +240,54 @@ def app_resources() -> list[Resource]:
     return [deployment, service, scaled]
 
 
+def mcp_tools_resources() -> list[Resource]:
+    """The MCP tool server: a Deployment and Service named as compose's service, so the URL
+    the app's settings carry (http://mcp-tools:8080/mcp) is the same in both stages."""
+    service = _compose()["services"][MCP_TOOLS]
+    command: list[str] = list(service["entrypoint"])
+    port = int(command[command.index("--port") + 1])
+    probe = {"httpGet": {"path": "/health", "port": port}}
+    container: Resource = {"name": MCP_TOOLS, "image": app_image(), "command": command}
+    container["ports"] = [{"name": "http", "containerPort": port}]
+    token = {"name": SECRETS, "key": "ASCENT_MCP_TOOLS_TOKEN", "optional": True}
+    container["env"] = [{"name": "ASCENT_MCP_TOOLS_TOKEN", "valueFrom": {"secretKeyRef": token}}]
+    container["resources"] = {
+        "requests": {"cpu": MCP_TOOLS_CPU, "memory": MCP_TOOLS_MEMORY},
+        "limits": {"memory": MCP_TOOLS_MEMORY},
+    }
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    container["readinessProbe"] = {**probe, "periodSeconds": 10, "timeoutSeconds": 3}
+    container["livenessProbe"] = {**probe, "periodSeconds": 20, "timeoutSeconds": 3}
+    deployment: Resource = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": MCP_TOOLS, "labels": _labels(MCP_TOOLS)},
+        "spec": {
+            "selector": {"matchLabels": _labels(MCP_TOOLS)},
+            "template": {
+                "metadata": {"labels": _labels(MCP_TOOLS)},
+                "spec": {
+                    "securityContext": _pod_security(serves=False),
+                    "containers": [container],
+                },
+            },
+        },
+    }
+    svc: Resource = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": MCP_TOOLS, "labels": _labels(MCP_TOOLS)},
+        "spec": {
+            "selector": _labels(MCP_TOOLS),
+            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+        },
+    }
+    return [deployment, svc]
+
+
 def job_resources() -> list[Resource]:
     """One CronJob per ACA job: same cron (UTC), command and timeout; never two at once."""
     timeouts = {d["name"]: d["replicaTimeout"] for d in json.loads(JOBS_JSON.read_text())}
@@ -387,6 +438,7 @@ def generated() -> dict[Path, str]:
         ),
         BASE / "app.yaml": dump(app_resources(), f"{compose} and the job registry"),
         BASE / "jobs.yaml": dump(job_resources(), "aca_jobs.JOBS and infra/bicep/app/jobs.json"),
+        BASE / "mcp-tools.yaml": dump(mcp_tools_resources(), compose),
         BASE / "dapr.yaml": dump(dapr_resources(), "local/components"),
         LOCAL / "stores.yaml": dump(store_resources(), compose),
         LOCAL / "storage.yaml": dump(storage_resources(), compose),

@@ -28,6 +28,9 @@ SETTINGS_ENV = (
     "OPENAI_BASE_URL",
     "AZURE_OPENAI_ENDPOINT",
     "ASCENT_DEV_API_KEY",
+    # MCP servers change which tools the agents have: a test host declares its own.
+    "ASCENT_MCP_TOOLS_URL",
+    "ASCENT_MCP_SERVERS",
 )
 
 

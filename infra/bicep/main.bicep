@@ -41,7 +41,7 @@ param traceExport bool = true
 param sessionBackend string = 'dapr'
 
 @secure()
-@description('Secret settings by env var name (OPENAI_API_KEY, ASCENT_DEV_API_KEY, ASCENT_ADMIN_KEY, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN), filled by azd from the environment; empty values are not stored.')
+@description('Secret settings by env var name (OPENAI_API_KEY, ASCENT_DEV_API_KEY, ASCENT_ADMIN_KEY, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ASCENT_MCP_TOOLS_TOKEN, ASCENT_MCP_SECRETS), filled by azd from the environment; empty values are not stored.')
 param secretSettings object
 
 // --- Compute ---
@@ -212,7 +212,9 @@ var secretRefs = concat(
   empty(secretSettings.?ASCENT_DEV_API_KEY ?? '') ? [] : [{ name: 'ascent-dev-api-key', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-dev-api-key', identity: identity.outputs.id }],
   empty(secretSettings.?ASCENT_ADMIN_KEY ?? '') ? [] : [{ name: 'ascent-admin-key', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-admin-key', identity: identity.outputs.id }],
   empty(secretSettings.?UPSTASH_REDIS_REST_URL ?? '') ? [] : [{ name: 'upstash-redis-rest-url', keyVaultUrl: '${keyVault.outputs.uri}secrets/upstash-redis-rest-url', identity: identity.outputs.id }],
-  empty(secretSettings.?UPSTASH_REDIS_REST_TOKEN ?? '') ? [] : [{ name: 'upstash-redis-rest-token', keyVaultUrl: '${keyVault.outputs.uri}secrets/upstash-redis-rest-token', identity: identity.outputs.id }]
+  empty(secretSettings.?UPSTASH_REDIS_REST_TOKEN ?? '') ? [] : [{ name: 'upstash-redis-rest-token', keyVaultUrl: '${keyVault.outputs.uri}secrets/upstash-redis-rest-token', identity: identity.outputs.id }],
+  empty(secretSettings.?ASCENT_MCP_TOOLS_TOKEN ?? '') ? [] : [{ name: 'ascent-mcp-tools-token', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-mcp-tools-token', identity: identity.outputs.id }],
+  empty(secretSettings.?ASCENT_MCP_SECRETS ?? '') ? [] : [{ name: 'ascent-mcp-secrets', keyVaultUrl: '${keyVault.outputs.uri}secrets/ascent-mcp-secrets', identity: identity.outputs.id }]
 )
 var secretEnv = [
   empty(secretSettings.?OPENAI_API_KEY ?? '') ? { name: 'OPENAI_API_KEY', value: '' } : { name: 'OPENAI_API_KEY', secretRef: 'openai-api-key' }
@@ -220,6 +222,8 @@ var secretEnv = [
   empty(secretSettings.?ASCENT_ADMIN_KEY ?? '') ? { name: 'ASCENT_ADMIN_KEY', value: '' } : { name: 'ASCENT_ADMIN_KEY', secretRef: 'ascent-admin-key' }
   empty(secretSettings.?UPSTASH_REDIS_REST_URL ?? '') ? { name: 'UPSTASH_REDIS_REST_URL', value: '' } : { name: 'UPSTASH_REDIS_REST_URL', secretRef: 'upstash-redis-rest-url' }
   empty(secretSettings.?UPSTASH_REDIS_REST_TOKEN ?? '') ? { name: 'UPSTASH_REDIS_REST_TOKEN', value: '' } : { name: 'UPSTASH_REDIS_REST_TOKEN', secretRef: 'upstash-redis-rest-token' }
+  empty(secretSettings.?ASCENT_MCP_TOOLS_TOKEN ?? '') ? { name: 'ASCENT_MCP_TOOLS_TOKEN', value: '' } : { name: 'ASCENT_MCP_TOOLS_TOKEN', secretRef: 'ascent-mcp-tools-token' }
+  empty(secretSettings.?ASCENT_MCP_SECRETS ?? '') ? { name: 'ASCENT_MCP_SECRETS', value: '' } : { name: 'ASCENT_MCP_SECRETS', secretRef: 'ascent-mcp-secrets' }
 ]
 
 // Every setting shared/core/settings.py reads is set below, for the function app and every job
@@ -243,6 +247,8 @@ var sharedEnv = [
   { name: 'DAPR_TOPIC', value: subscriptionDef.spec.topic }
   // Background runs go through the `agent-runs` Storage queue of the host storage account.
   { name: 'QUEUE_BACKEND', value: 'azure' }
+  // The demo agents call the shared tools on the MCP tool server (internal ingress only).
+  { name: 'ASCENT_MCP_TOOLS_URL', value: mcpTools.outputs.url }
 ]
 var tunableEnv = [for item in tunableList: { name: item.key, value: item.value }]
 
@@ -287,6 +293,25 @@ module functions 'app/functions.bicep' = {
   dependsOn: [rbac, daprComponents]
 }
 
+// The MCP tool server (`python -m mcp_tools`): stateless, reachable inside the environment only.
+module mcpTools 'app/mcp-tools.bicep' = {
+  name: 'mcp-tools'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.appContainerApps}mcp-tools-${resourceToken}'
+    environmentId: environment.outputs.id
+    // The one image (as every job): the postdeploy hook moves it to the image azd built.
+    image: !empty(functionsImage) ? functionsImage : placeholderImage
+    registryServer: registry.outputs.loginServer
+    identityId: identity.outputs.id
+    env: filter(secretEnv, e => e.name == 'ASCENT_MCP_TOOLS_TOKEN')
+    secrets: filter(secretRefs, s => s.name == 'ascent-mcp-tools-token')
+  }
+  dependsOn: [rbac]
+}
+
 module jobs 'app/jobs.bicep' = {
   name: 'jobs'
   scope: rg
@@ -316,6 +341,7 @@ output SERVICE_FUNCTIONS_NAME string = functions.outputs.name
 output SERVICE_FUNCTIONS_URI string = functions.outputs.uri
 output ASCENT_MIGRATE_JOB string = jobs.outputs.names[0]
 output ASCENT_JOBS string = join(jobs.outputs.names, ' ')
+output ASCENT_MCP_TOOLS_APP string = mcpTools.outputs.name
 
 // Settings the code reads, for a local dev host pointed at the cloud (never secrets).
 output DATABASE_URL string = databaseUrl

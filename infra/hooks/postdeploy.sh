@@ -8,11 +8,15 @@ set -eu
 : "${AZURE_RESOURCE_GROUP:?}"
 : "${ASCENT_JOBS:?run azd provision first}"
 : "${ASCENT_MIGRATE_JOB:?run azd provision first}"
+: "${ASCENT_MCP_TOOLS_APP:?run azd provision first}"
 
 for job in $ASCENT_JOBS; do
   az containerapp job update --name "$job" --resource-group "$AZURE_RESOURCE_GROUP" \
     --image "$SERVICE_FUNCTIONS_IMAGE_NAME" --output none
 done
+# The MCP tool server is the same image too (`python -m mcp_tools`).
+az containerapp update --name "$ASCENT_MCP_TOOLS_APP" --resource-group "$AZURE_RESOURCE_GROUP" \
+  --image "$SERVICE_FUNCTIONS_IMAGE_NAME" --output none
 
 execution=$(az containerapp job start --name "$ASCENT_MIGRATE_JOB" \
   --resource-group "$AZURE_RESOURCE_GROUP" --query name --output tsv)

@@ -14,6 +14,7 @@ from typing import Any
 from agents import Agent, FunctionTool
 
 from shared.agents import assistant, billing, tech_support, triage
+from shared.agents.mcp_servers import with_mcp_servers
 from shared.core.errors import NotFound
 from shared.security.tool_approval import gate_tools
 
@@ -37,12 +38,13 @@ CATALOG: dict[str, AgentSpec] = {
 def get_agent(name: str) -> Agent[Any]:
     """Return the built agent with this catalog name, or raise NotFound.
 
-    Its write and spend tools pause for human approval (shared/security/tool_approval.py).
+    Its write and spend tools pause for human approval (shared/security/tool_approval.py);
+    the MCP servers it declares are attached (shared/agents/mcp_servers.py).
     """
     spec = CATALOG.get(name)
     if spec is None:
         raise NotFound(f"No agent named {name!r}.")
-    return gate_tools(spec.build())
+    return gate_tools(with_mcp_servers(spec.build(), name))
 
 
 def catalog_tools() -> Iterator[tuple[str, str]]:

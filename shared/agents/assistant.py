@@ -66,6 +66,11 @@ def calculate(
     Args:
         expression: The arithmetic expression to evaluate.
     """
+    return calculation(expression)
+
+
+def calculation(expression: str) -> str:
+    """The calculator's answer (shared with the MCP tool server, mcp_tools/)."""
     try:
         value = evaluate(expression)
     except (ValueError, SyntaxError, ZeroDivisionError, OverflowError) as exc:
@@ -81,6 +86,11 @@ def current_time(timezone: Annotated[str, Field(pattern=TIMEZONE_PATTERN)]) -> s
     Args:
         timezone: The IANA time zone name.
     """
+    return time_in(timezone)
+
+
+def time_in(timezone: str) -> str:
+    """The clock's answer (shared with the MCP tool server, mcp_tools/)."""
     try:
         now = datetime.now(ZoneInfo(timezone))
     except (ZoneInfoNotFoundError, ValueError):

@@ -39,6 +39,11 @@ def lookup_error(
     """
     # Progress a client sees live with stream_mode="custom" (shared/core/context.py).
     emit_progress(ctx, {"tool": "lookup_error", "code": code, "step": "searching the table"})
+    return explain_error(code)
+
+
+def explain_error(code: str) -> str:
+    """The error lookup's answer (shared with the MCP tool server, mcp_tools/)."""
     return f"{code}: {ERROR_CODES.get(code, 'Unknown error code; send us the full message.')}"
 
 

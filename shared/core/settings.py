@@ -77,6 +77,22 @@ class Settings(BaseSettings):
     review_ttl_seconds: int = Field(24 * 3600, ge=1, alias="ASCENT_REVIEW_TTL_SECONDS")
     auto_approve_tools: str = Field("remember", alias="ASCENT_AUTO_APPROVE_TOOLS")
     refund_review_threshold: float = Field(1000.0, ge=0, alias="ASCENT_REFUND_REVIEW_THRESHOLD")
+
+    # --- MCP (issue 14): agents calling tools on MCP servers (shared/agents/mcp_servers.py) ---
+    # The shared MCP tool server (`python -m mcp_tools`); set, the demo agents call its
+    # calculator, clock and error lookup over MCP instead of in-process.
+    mcp_tools_url: str | None = Field(None, alias="ASCENT_MCP_TOOLS_URL")
+    # Bearer token the tool server requires and the agents send (unset: none required).
+    mcp_tools_token: SecretStr | None = Field(None, alias="ASCENT_MCP_TOOLS_TOKEN")
+    # More MCP servers by agent, as JSON: {"agent": [{"name", "url", ...}]} (McpServerDecl).
+    mcp_servers: str = Field("", alias="ASCENT_MCP_SERVERS")
+    # The secrets their headers send, as JSON {"name": "value"}; a header names one of them.
+    mcp_secrets: SecretStr | None = Field(None, alias="ASCENT_MCP_SECRETS")
+    # `pooled`: one connection per server per process, reused by runs; `per_run`: connected
+    # and closed by each run (bench/mcp_overhead.py measures both).
+    mcp_connections: Literal["pooled", "per_run"] = Field("pooled", alias="ASCENT_MCP_CONNECTIONS")
+    # How long a pooled server's tool list is reused before it is listed again.
+    mcp_tools_ttl_seconds: float = Field(60.0, ge=0, le=86400, alias="ASCENT_MCP_TOOLS_TTL_SECONDS")
     # Shared by sessions/cache and rate limits; unset = in-process fallbacks (one instance only).
     redis_url: str | None = Field(None, alias="REDIS_URL")
     # Seconds an API-key lookup stays in the Redis cache (shared/platform/cache.py); revocation and

@@ -124,8 +124,10 @@ class _Transcript:
                 calls.append(item)
             elif kind == "function_call_output":
                 output = item.get("output")
+                # An MCP tool's output is a list of content parts: its text is the answer.
+                text = _text_of(output) if isinstance(output, list) else None
                 outputs[str(item.get("call_id"))] = (
-                    output if isinstance(output, str) else json.dumps(output)
+                    output if isinstance(output, str) else text or json.dumps(output)
                 )
         return cls(users, calls, outputs)
 

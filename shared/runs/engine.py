@@ -46,6 +46,7 @@ from agents.memory import Session
 from sqlalchemy import bindparam, select
 
 from shared.agents.configured import RunAgent, agent_for_run
+from shared.agents.mcp_servers import McpServerFailed, mcp_scope
 from shared.core.context import RunContext, progress_sink
 from shared.core.settings import get_settings
 from shared.db import direct
@@ -156,7 +157,8 @@ class Failure:
 
 
 def failure_of(exc: BaseException) -> Failure:
-    """The one mapping of a run's exceptions (output reviews are handled before this)."""
+    """The one mapping of a run's exceptions (output reviews are handled before this); an MCP
+    server failure is cause `mcp`."""
     if isinstance(exc, InputGuardrailTripwireTriggered):
         name = exc.guardrail_result.guardrail.get_name()
         return Failure("error", f"input guardrail tripped: {name}", "input_guardrail", name)
@@ -165,8 +167,29 @@ def failure_of(exc: BaseException) -> Failure:
         return Failure("error", f"output guardrail tripped: {name}", "output_guardrail", name)
     if isinstance(exc, ModelBehaviorError | MaxTurnsExceeded):
         return Failure("error", type(exc).__name__, "model")
+    mcp = mcp_failure(exc)
+    if mcp is not None:
+        # Its message names the server and what went wrong, never its URL or headers.
+        return Failure("error", str(mcp), "mcp")
     # Provider outages, timeouts and bugs: the class, never the message (may hold request data).
     return Failure("error", type(exc).__name__, "failed")
+
+
+def mcp_failure(exc: BaseException) -> McpServerFailed | None:
+    """The MCP server failure behind an exception (the SDK wraps a tool's), or None."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, McpServerFailed):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
 
 
 def run_input(run: Run) -> str | list[TResponseInputItem]:
@@ -428,9 +451,11 @@ async def execute(
     held = leases()
     held.hold(run.id, owner, cancel.lose)
     try:
-        outcome = await _execute(
-            ex, fresh_thread=fresh_thread, taken_over=taken_over, maybe_resumed=maybe_resumed
-        )
+        # The run's MCP connections (ASCENT_MCP_CONNECTIONS=per_run) live as long as it does.
+        async with mcp_scope():
+            outcome = await _execute(
+                ex, fresh_thread=fresh_thread, taken_over=taken_over, maybe_resumed=maybe_resumed
+            )
     except BaseException:
         # Give the lease up at once, so a redelivery or the sweeper need not wait it out.
         held.drop(run.id)
@@ -556,6 +581,8 @@ async def _drive(ex: Execution, history: History, result: RunResultStreaming) ->
         failure = failure_of(exc)
         if failure.cause == "failed":
             log.exception("run %s failed", run.id)
+        elif failure.cause == "mcp":
+            log.warning("run %s: %s", run.id, failure.error)
         return await _end(
             ex,
             history,

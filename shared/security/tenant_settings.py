@@ -27,7 +27,11 @@ from shared.db.review_models import ToolPolicy
 from shared.memory.retention import MAX_DAYS, get_retention, set_retention
 from shared.security.tenant_limits import require_tenant
 from shared.security.tool_approval import default_auto_approve
-from shared.security.tool_policy import TOOL_CLASSES, needs_approval_by_default
+from shared.security.tool_policy import (
+    TOOL_CLASSES,
+    declared_mcp_classes,
+    needs_approval_by_default,
+)
 
 # Only write and spend tools pause for approval, so only they can be waived.
 APPROVABLE_TOOLS = tuple(sorted(t for t in TOOL_CLASSES if needs_approval_by_default(t)))
@@ -104,8 +108,9 @@ async def set_tenant_retention(
 
 
 def _approvable(name: str) -> str:
-    """Accept only a write or spend tool of the catalog (a read tool never pauses)."""
-    if name not in APPROVABLE_TOOLS:
+    """Accept only a write or spend tool of the catalog, or of an MCP server ASCENT_MCP_SERVERS
+    declares (a read tool never pauses)."""
+    if name not in APPROVABLE_TOOLS and declared_mcp_classes().get(name, "read") == "read":
         raise ValueError(f"not a write or spend tool of the catalog: {', '.join(APPROVABLE_TOOLS)}")
     return name
 

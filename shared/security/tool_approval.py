@@ -24,7 +24,7 @@ from sqlmodel import select
 from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.review_models import ThreadToolApproval, ToolPolicy
-from shared.security.tool_policy import needs_approval_by_default
+from shared.security.tool_policy import ToolClass, needs_approval_by_default
 
 ApprovalCheck = Callable[[RunContextWrapper[Any], dict[str, Any], str], Awaitable[bool]]
 
@@ -41,9 +41,15 @@ async def auto_approved_tools(tenant_id: str) -> set[str]:
     return set(policy.auto_approve) if policy is not None else default_auto_approve()
 
 
-async def requires_approval(context: Any, tool_name: str) -> bool:
-    """Whether a call of this tool, in this run context, must wait for a human decision."""
-    if not needs_approval_by_default(tool_name):
+async def requires_approval(
+    context: Any, tool_name: str, tool_class: ToolClass | None = None
+) -> bool:
+    """Whether a call of this tool, in this run context, must wait for a human decision.
+
+    `tool_class` is the class an MCP server's declaration gives the tool (its tools are not in
+    the catalog's table); None: the catalog's class.
+    """
+    if tool_class == "read" or (tool_class is None and not needs_approval_by_default(tool_name)):
         return False
     tenant = getattr(context, "tenant_id", None)
     if not isinstance(tenant, str) or not tenant:

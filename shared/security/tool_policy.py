@@ -10,7 +10,10 @@ requires every tool of the catalog to be listed explicitly.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal, cast
+
+from shared.core.settings import get_settings
 
 ToolClass = Literal["read", "write", "spend"]
 
@@ -36,3 +39,23 @@ def classify(tool_name: str) -> ToolClass:
 def needs_approval_by_default(tool_name: str) -> bool:
     """Whether the tool should pause for human approval absent a tenant policy waiver."""
     return classify(tool_name) != "read"
+
+
+_RANK: dict[str, int] = {"read": 0, "write": 1, "spend": 2}
+
+
+def declared_mcp_classes() -> dict[str, ToolClass]:
+    """The classes ASCENT_MCP_SERVERS gives MCP tools, by tool name (the most restricted when
+    two servers differ); empty when unset or invalid (shared/agents/mcp_servers.py refuses it)."""
+    try:
+        declared: Any = json.loads(get_settings().mcp_servers or "{}")
+    except ValueError:
+        return {}
+    found: dict[str, ToolClass] = {}
+    servers = declared.values() if isinstance(declared, dict) else []
+    for entry in (e for listed in servers if isinstance(listed, list) for e in listed):
+        tools = entry.get("tools") if isinstance(entry, dict) else None
+        for name, cls in (tools or {}).items() if isinstance(tools, dict) else ():
+            if cls in _RANK and _RANK[cls] >= _RANK[found.get(name, "read")]:
+                found[name] = cast(ToolClass, cls)
+    return found

@@ -42,6 +42,7 @@ AZD_OUTPUTS = frozenset(
         "SERVICE_FUNCTIONS_URI",
         "ASCENT_MIGRATE_JOB",
         "ASCENT_JOBS",
+        "ASCENT_MCP_TOOLS_APP",
     }
 )
 

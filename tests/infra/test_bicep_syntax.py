@@ -30,6 +30,7 @@ def test_the_expected_modules_exist() -> None:
         "app/dapr-components.bicep",
         "app/functions.bicep",
         "app/jobs.bicep",
+        "app/mcp-tools.bicep",
         "app/rbac.bicep",
         "core/monitoring.bicep",
         "core/identity.bicep",

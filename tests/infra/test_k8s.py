@@ -362,3 +362,19 @@ def test_merge_patch_replaces_lists_and_deletes_nulls() -> None:
     """RFC 7386: maps merge, lists are replaced whole, null removes a key."""
     merged = merge_patch({"a": {"b": 1, "c": [1, 2]}, "d": 1}, {"a": {"c": [3]}, "d": None})
     assert merged == {"a": {"b": 1, "c": [3]}}
+
+
+def test_the_mcp_tool_server_runs_as_in_compose() -> None:
+    """Each overlay runs the MCP tool server with compose's command and image, behind a Service
+    of compose's name on its port, so the app's ASCENT_MCP_TOOLS_URL reaches it unchanged."""
+    service = compose()["services"][gen.MCP_TOOLS]
+    for overlay in ("local", "cluster"):
+        deployment = _one(overlay, "Deployment", gen.MCP_TOOLS)
+        [container] = _pod(deployment)["containers"]
+        assert container["command"] == service["entrypoint"]
+        port = int(service["entrypoint"][service["entrypoint"].index("--port") + 1])
+        svc = _one(overlay, "Service", gen.MCP_TOOLS)
+        assert svc["spec"]["ports"][0]["port"] == port
+        url = _configmap()["ASCENT_MCP_TOOLS_URL"]
+        assert url == f"http://{gen.MCP_TOOLS}:{port}/mcp"
+        assert _pod(deployment)["securityContext"]["runAsNonRoot"] is True

@@ -61,5 +61,19 @@ resource upstashRedisRestToken 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = 
   properties: { value: secretValues.UPSTASH_REDIS_REST_TOKEN }
 }
 
+// ASCENT_MCP_TOOLS_TOKEN: the key the MCP tool server requires and the agents send.
+resource ascentMcpToolsToken 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?ASCENT_MCP_TOOLS_TOKEN ?? '')) {
+  parent: vault
+  name: 'ascent-mcp-tools-token'
+  properties: { value: secretValues.ASCENT_MCP_TOOLS_TOKEN }
+}
+
+// ASCENT_MCP_SECRETS: the MCP servers' header secrets (JSON).
+resource ascentMcpSecrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?ASCENT_MCP_SECRETS ?? '')) {
+  parent: vault
+  name: 'ascent-mcp-secrets'
+  properties: { value: secretValues.ASCENT_MCP_SECRETS }
+}
+
 output name string = vault.name
 output uri string = vault.properties.vaultUri
