@@ -32,7 +32,17 @@ NOT_OWNED = {
     "model": "model name",
     "user_id": "a grantee's user id (thread grants)",
 }
-KNOWN = ("thread_id", "run_id", "tenant_id", "key_id", "cron_id", "review_id", "assistant_id")
+KNOWN = (
+    "thread_id",
+    "run_id",
+    "tenant_id",
+    "key_id",
+    "cron_id",
+    "review_id",
+    "assistant_id",
+    "checkpoint_id",
+    "response_id",
+)
 # Valid bodies, so ownership (not validation) decides; other writes get `{}`.
 RUN_BODY = {"agent_id": "assistant", "input": "hello"}
 BODIES = {"runs": RUN_BODY, "runs/wait": RUN_BODY, "runs/stream": RUN_BODY}
@@ -47,7 +57,8 @@ def routes() -> list[Any]:
             continue
         template = str(trigger.route or function.get_function_name())
         names = PARAM.findall(template)
-        if not names:
+        # The catch-all (`{*path}`) serves no object: it answers 404/405 for unmatched routes.
+        if not names or template.startswith("{*"):
             continue
         for method in trigger.methods or ["GET"]:
             verb = str(getattr(method, "value", method)).upper()
@@ -81,10 +92,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             )
             paused = start_paused_run(a)
             assistant = a.post("/assistants", json={"graph_id": "assistant"})
+            response = a.post("/v1/responses", json={"model": "assistant", "input": "hello"})
             review = pending_review(a, paused["run_id"])
         assert run.status_code == 200, run.text
         assert cron.status_code == 200, cron.text
         assert assistant.status_code == 200, assistant.text
+        assert response.status_code == 200, response.text
         with admin(host.base_url) as client:
             a_keys = client.get("/platform/tenants/dev/keys").json()["keys"]
         _, b_issued = new_tenant_with_key(host.base_url)
@@ -96,6 +109,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "cron_id": cron.json()["cron_id"],
             "review_id": review["review_id"],
             "assistant_id": assistant.json()["assistant_id"],
+            # A finished run's state is a checkpoint of its thread (shared/api/thread_state.py).
+            "checkpoint_id": run.json()["run_id"],
+            "response_id": response.json()["id"],
         }
         yield World(host, owned, b_issued["key"])
     finally:
@@ -103,7 +119,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _missing(name: str) -> str:
-    return f"missing-{uuid.uuid4().hex[:8]}" if name == "tenant_id" else str(uuid.uuid4())
+    if name == "tenant_id":
+        return f"missing-{uuid.uuid4().hex[:8]}"
+    if name == "response_id":
+        return f"resp_{uuid.uuid4().hex}"  # well-formed, like the real one
+    return str(uuid.uuid4())
 
 
 @pytest.mark.parametrize(("method", "template", "names"), routes())
