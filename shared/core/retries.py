@@ -1,10 +1,11 @@
 """Retries of idempotent outbound calls with `stamina`: bounded, jittered, instrumented.
 
-Used where a call had no retry: the JWKS fetch (shared/security/jwt_auth.py), Dapr publish
-(shared/outbox/events.py), embeddings (shared/memory/embeddings.py) and model calls
-(shared/platform/llm.py, whose OpenAI clients have their own retries turned off so attempts do
-not multiply). Never around a tool call: a tool may charge, refund or write, and a retry could
-do that twice.
+Used where a call had no retry of its own: the JWKS fetch (shared/security/jwt_auth.py), Dapr
+publish (shared/outbox/events.py) and embeddings (shared/memory/embeddings.py, whose OpenAI client
+has its own retries turned off so attempts do not multiply). Model calls (shared/platform/llm.py)
+keep the OpenAI client's built-in retries (2, jittered, on connection errors and 408/409/429/5xx):
+moving them here would mean wrapping the Agents SDK's `Model`, whose class the SDK inspects.
+Never around a tool call: a tool may charge, refund or write, and a retry could do that twice.
 
 The policy (`ATTEMPTS` attempts at most, within `TIMEOUT_SECONDS`, exponential backoff from
 `WAIT_INITIAL_SECONDS` to `WAIT_MAX_SECONDS` with jitter) comes from stamina; each retry goes

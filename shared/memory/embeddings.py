@@ -217,7 +217,8 @@ class OpenAIEmbedder:
 
     def __init__(self, client: AsyncOpenAI, model: str, dimensions: int) -> None:
         """Use `client` to embed with `model`, asking for `dimensions` values per vector."""
-        self._client = client
+        # The client's own retries are off so attempts are stamina's alone (`_create`).
+        self._client = client.with_options(max_retries=0)
         self._model = model
         self.dimensions = dimensions
 
@@ -256,7 +257,6 @@ def build_embedder(settings: Settings) -> Embedder:
             client = AsyncOpenAI(
                 api_key=settings.openai_api_key.get_secret_value(),
                 base_url=settings.openai_base_url,
-                max_retries=0,  # OpenAIEmbedder retries (shared/core/retries.py), once
             )
             return OpenAIEmbedder(client, settings.embeddings_model, settings.embeddings_dimensions)
         case "azure":

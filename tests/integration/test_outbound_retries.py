@@ -113,7 +113,8 @@ async def test_a_jwks_404_is_not_retried(upstream: Upstream) -> None:
 
 
 def _embedder(upstream: Upstream) -> OpenAIEmbedder:
-    client = AsyncOpenAI(api_key="unused", base_url=f"{upstream.url}/v1", max_retries=0)
+    # The client's default retries are left on: the embedder must turn them off (no 3x3 attempts).
+    client = AsyncOpenAI(api_key="unused", base_url=f"{upstream.url}/v1")
     return OpenAIEmbedder(client, "m", 2)
 
 
@@ -124,6 +125,14 @@ async def test_embeddings_are_retried_past_a_429(upstream: Upstream) -> None:
     assert await _embedder(upstream).embed(["hello"]) == [pytest.approx([0.6, 0.8])]
     assert upstream.hits == 2
     assert _retries("_create") == before + 1
+
+
+async def test_embeddings_give_up_after_the_bounded_attempts(upstream: Upstream) -> None:
+    """A provider that keeps answering 503 is asked ATTEMPTS times in all, not more."""
+    upstream.statuses = [503] * 20
+    with pytest.raises(UpstreamModelError):
+        await _embedder(upstream).embed(["hello"])
+    assert upstream.hits == ATTEMPTS
 
 
 async def test_an_embeddings_400_is_not_retried(upstream: Upstream) -> None:
