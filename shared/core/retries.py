@@ -17,13 +17,14 @@ the same number of attempts.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
-from collections.abc import Callable
-from typing import Final, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
-import stamina
-from stamina.instrumentation import RetryDetails, RetryHook, set_on_retry_hooks
+if TYPE_CHECKING:
+    from stamina.instrumentation import RetryDetails
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ def _install() -> None:
     """Make `on_retry` stamina's only hook (once; stamina's own logging would repeat it)."""
     global _installed
     if not _installed:
+        from stamina.instrumentation import RetryHook, set_on_retry_hooks
+
         hook: RetryHook = on_retry
         set_on_retry_hooks([hook])
         _installed = True
@@ -71,16 +74,36 @@ def _install() -> None:
 
 def outbound(
     on: type[Exception] | tuple[type[Exception], ...] | Callable[[Exception], bool],
-) -> Callable[[Callable[P, T]], Callable[P, T]]:
-    """Decorate an idempotent outbound call to retry on `on` with the shared policy."""
-    _install()
-    return stamina.retry(
-        on=on,
-        attempts=ATTEMPTS,
-        timeout=TIMEOUT_SECONDS,
-        wait_initial=WAIT_INITIAL_SECONDS,
-        wait_max=WAIT_MAX_SECONDS,
-    )
+) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """Decorate an idempotent async outbound call to retry on `on` with the shared policy.
+
+    stamina (and tenacity under it) load on the first call, not at import: modules the app
+    imports at cold start use this decorator.
+    """
+
+    def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        retried: list[Callable[P, Awaitable[T]]] = []
+
+        @functools.wraps(fn)
+        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+            if not retried:
+                import stamina
+
+                _install()
+                retried.append(
+                    stamina.retry(
+                        on=on,
+                        attempts=ATTEMPTS,
+                        timeout=TIMEOUT_SECONDS,
+                        wait_initial=WAIT_INITIAL_SECONDS,
+                        wait_max=WAIT_MAX_SECONDS,
+                    )(fn)
+                )
+            return await retried[0](*args, **kwargs)
+
+        return call
+
+    return decorate
 
 
 def retryable_http(exc: Exception) -> bool:

@@ -55,7 +55,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from standardwebhooks import Webhook
 
 from shared.core.errors import ValidationFailed
 from shared.core.settings import get_settings
@@ -98,6 +97,8 @@ def as_standard_secret(stored: str) -> str:
 
 def signed_headers(secret: str, message_id: str, body: bytes, now: datetime) -> dict[str, str]:
     """The three Standard Webhooks headers for `body`, signed at `now` with `secret`."""
+    from standardwebhooks import Webhook  # function-local: loaded on the first delivery
+
     moment = now.replace(microsecond=0)
     return {
         ID_HEADER: message_id,

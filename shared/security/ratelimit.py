@@ -34,19 +34,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any, Protocol
-
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.core.errors import RateLimited
 from shared.core.settings import get_settings
-from shared.platform.cache import SOCKET_TIMEOUT_SECONDS, connect
-from shared.platform.upstash_limits import UpstashStorage, transport_errors
+from shared.platform.cache import connect
 from shared.security.auth import Principal
 from shared.security.tenant_limits import effective_limits
+
+if TYPE_CHECKING:
+    from shared.security.moving_window import MovingWindow
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +51,7 @@ MINUTE = 60
 DAY = 86_400
 # A crashed instance cannot release its run slots; they expire after this long in Redis.
 SLOT_TTL_SECONDS = 3600
-KEY_PREFIX = "ascent:rl:"
-# The moving windows' keys: `ascent:rl:mw:LIMITER/<key>/<seconds>`.
-WINDOW_PREFIX = f"{KEY_PREFIX}mw"
+KEY_PREFIX = "ascent:rl:"  # the moving windows' keys: shared/security/moving_window.py
 
 
 class Limiter(Protocol):
@@ -84,38 +79,6 @@ def _window(now: float, window: int) -> tuple[int, int]:
     return index, max(1, math.ceil((index + 1) * window - now))
 
 
-class _Item(RateLimitItemPerSecond):
-    """`limit` per `window` seconds, keyed without the limit so a changed budget keeps counting."""
-
-    def key_for(self, *identifiers: bytes | str | int | float) -> str:
-        """`LIMITER/<identifiers>/<window>`: the entries stay when a tenant's budget changes."""
-        return "/".join([self.namespace, *map(str, identifiers), str(self.multiples)])
-
-
-class MovingWindow:
-    """`limits`' moving window over one of its async storages; fails open on storage errors."""
-
-    def __init__(self, storage: Storage, clock: Callable[[], float]) -> None:
-        """Count in `storage`; `clock` must be the time the storage stamps entries with."""
-        self._limiter = MovingWindowRateLimiter(storage)
-        self._clock = clock
-
-    async def hit(self, key: str, limit: int, window: int) -> int:
-        """Count one request in the moving window; 0 when allowed, else seconds to wait."""
-        item = _Item(limit, window)
-        try:
-            if await self._limiter.hit(item, key):
-                return 0
-            stats = await self._limiter.get_window_stats(item, key)
-        except StorageError as exc:
-            log.warning(
-                "rate limit store unavailable (%s); failing open", type(exc.storage_error).__name__
-            )
-            return 0
-        # The oldest entry still counts at exactly reset_time (limits compares with >=).
-        return max(1, math.floor(stats.reset_time - self._clock()) + 1)
-
-
 class MemoryLimiter:
     """In-process counters (one instance only); the clock is injectable for tests.
 
@@ -125,8 +88,12 @@ class MemoryLimiter:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         """Start with no counters."""
+        # Function-local (here and in the other limiters): `limits` loads on first use, not
+        # at import, to keep cold start fast.
+        from shared.security.moving_window import memory_window
+
         self.clock = clock
-        self._window = MovingWindow(MemoryStorage(), clock)
+        self._window: MovingWindow = memory_window(clock)
         self._counts: dict[tuple[str, int], int] = {}
         self._slots: dict[str, int] = {}
 
@@ -162,17 +129,9 @@ class RedisLimiter:
         """Connect lazily to the Redis at `url` (one connection pool for every counter)."""
         self.clock = clock
         self._redis: Any = connect(url)
-        pool: Any = self._redis.connection_pool
-        storage = RedisStorage(
-            "async+" + url,
-            implementation="redispy",
-            key_prefix=WINDOW_PREFIX,
-            wrap_exceptions=True,
-            connection_pool=pool,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-        )
-        self._window = MovingWindow(storage, clock)
+        from shared.security.moving_window import redis_window
+
+        self._window: MovingWindow = redis_window(url, self._redis.connection_pool, clock)
 
     async def hit(self, key: str, limit: int, window: int) -> int:
         """Count one request in the moving window; 0 when allowed, else seconds to wait."""
@@ -234,12 +193,15 @@ class UpstashLimiter:
         """Call Upstash at `url` with `token`; no REST retries by default (fail open fast)."""
         from upstash_redis.asyncio import Redis as UpstashRedis
 
+        from shared.platform.upstash_limits import transport_errors
+        from shared.security.moving_window import upstash_window
+
+        self._errors = transport_errors()
         self.clock = clock
         self._client: UpstashRedis = UpstashRedis(
             url.rstrip("/"), token, rest_retries=retries, allow_telemetry=False
         )
-        storage = UpstashStorage(self._client, key_prefix=WINDOW_PREFIX, clock=clock)
-        self._window = MovingWindow(storage, clock)
+        self._window: MovingWindow = upstash_window(self._client, clock)
 
     async def hit(self, key: str, limit: int, window: int) -> int:
         """Count one request in the moving window; 0 when allowed, else seconds to wait."""
@@ -254,7 +216,7 @@ class UpstashLimiter:
             tx.incrby(name, amount)
             tx.expire(name, window + 5)
             replies: list[Any] = await tx.exec()
-        except transport_errors() as exc:
+        except self._errors as exc:
             log.warning("rate limit store unavailable (%s); failing open", type(exc).__name__)
             return 0, reset
         return int(replies[0]), reset
@@ -270,7 +232,7 @@ class UpstashLimiter:
             if int(replies[0]) > limit:
                 await self._client.decr(name)
                 return False
-        except transport_errors() as exc:
+        except self._errors as exc:
             log.warning("rate limit store unavailable (%s); failing open", type(exc).__name__)
         return True
 
@@ -278,7 +240,7 @@ class UpstashLimiter:
         """Give back a slot taken by `acquire`."""
         try:
             await self._client.decr(f"{KEY_PREFIX}slots:{key}")
-        except transport_errors() as exc:
+        except self._errors as exc:
             log.warning("rate limit store unavailable (%s); slot expires", type(exc).__name__)
 
     async def close(self) -> None:
