@@ -129,6 +129,7 @@ class RedisLimiter:
         """Connect lazily to the Redis at `url` (one connection pool for every counter)."""
         self.clock = clock
         self._redis: Any = connect(url)
+        # Function-local: `limits` loads on first use, keeping cold start fast.
         from shared.security.moving_window import redis_window
 
         self._window: MovingWindow = redis_window(url, self._redis.connection_pool, clock)
@@ -193,6 +194,7 @@ class UpstashLimiter:
         """Call Upstash at `url` with `token`; no REST retries by default (fail open fast)."""
         from upstash_redis.asyncio import Redis as UpstashRedis
 
+        # Function-local: `limits` loads on first use, keeping cold start fast.
         from shared.platform.upstash_limits import transport_errors
         from shared.security.moving_window import upstash_window
 
