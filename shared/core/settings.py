@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.core.services import service
 
 ModelProviderName = Literal["offline", "openai", "azure", "compatible"]
 
@@ -271,7 +272,7 @@ class Settings(BaseSettings):
         return self.trace_export and self.model_provider == "openai" and bool(self.openai_api_key)
 
 
-@lru_cache(maxsize=1)
+@service("settings")
 def get_settings() -> Settings:
     """Return the process-wide settings, read on first use (never at import)."""
     return Settings()

@@ -41,7 +41,7 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -49,6 +49,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.db.engine import SQLITE_BUSY_TIMEOUT_MS, entra_password
 
@@ -384,7 +385,7 @@ class PostgresDirect:
 Direct = SqliteDirect | PostgresDirect
 
 
-@lru_cache(maxsize=1)
+@service("direct_db")
 def get_direct() -> Direct:
     """The process-wide direct database access for DATABASE_URL, built on first use."""
     settings = get_settings()
@@ -407,14 +408,14 @@ async def read(unit: Unit[T]) -> T:
 def close_direct() -> None:
     """Forget this process's direct access (a no-op when none was built); closes what it can
     without a running loop (`aclose_direct` closes Postgres connections cleanly)."""
-    if get_direct.cache_info().currsize:
+    if get_direct.is_built():
         get_direct().close()
     get_direct.cache_clear()
 
 
 async def aclose_direct() -> None:
     """Close this process's direct access, waiting for writes in flight, and forget it."""
-    if get_direct.cache_info().currsize:
+    if get_direct.is_built():
         direct = get_direct()
         if isinstance(direct, PostgresDirect):
             await direct.aclose()

@@ -16,7 +16,6 @@ import operator
 import re
 import struct
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Protocol
 
 from openai import AsyncOpenAI
@@ -29,6 +28,7 @@ except ImportError:  # pragma: no cover
 
 from shared.core.errors import ConfigError, UpstreamModelError
 from shared.core.retries import outbound, retryable_openai
+from shared.core.services import service
 from shared.core.settings import Settings, get_settings
 
 Vector = list[float]
@@ -270,7 +270,7 @@ def build_embedder(settings: Settings) -> Embedder:
             )
 
 
-@lru_cache(maxsize=1)
+@service("embedder")
 def get_embedder() -> Embedder:
     """Return the process-wide embedder, built on first use."""
     return build_embedder(get_settings())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import httpx2
 from agents import ModelProvider, ModelSettings, OpenAIProvider, RunConfig
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from shared.core.credentials import async_credential
+from shared.core.services import service
 from shared.core.settings import Settings, get_settings
 from shared.platform.offline_model import OfflineModelProvider
 
@@ -77,7 +76,7 @@ def build_model_provider(settings: Settings) -> ModelProvider:
             return OpenAIProvider(openai_client=client, use_responses=False)
 
 
-@lru_cache(maxsize=1)
+@service("model_provider")
 def get_model_provider() -> ModelProvider:
     """Return the process-wide model provider, built on first use."""
     return build_model_provider(get_settings())

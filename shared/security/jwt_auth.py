@@ -29,7 +29,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.errors import Unauthorized, ValidationFailed
 from shared.core.retries import outbound, retryable_http
+from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.security_models import TenantIdentity
@@ -158,7 +158,7 @@ class JwksCache:
         return key
 
 
-@lru_cache(maxsize=1)
+@service("jwks")
 def get_jwks_cache() -> JwksCache:
     """The process-wide JWKS cache (keys are public, so sharing them across tenants is safe)."""
     return JwksCache()

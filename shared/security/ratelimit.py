@@ -33,10 +33,10 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.core.errors import RateLimited
+from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.platform.cache import connect
 from shared.security.auth import Principal
@@ -250,7 +250,7 @@ class UpstashLimiter:
         await self._client.close()
 
 
-@lru_cache(maxsize=1)
+@service("limiter")
 def get_limiter() -> Limiter:
     """The process-wide limiter: Redis, else Upstash, else in-process (the first configured)."""
     settings = get_settings()
