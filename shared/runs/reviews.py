@@ -281,6 +281,7 @@ def stage_pause(
     held_by: str | None,
     ending: Ending,
     messages: list[Json],
+    trace: str | None = None,
 ) -> list[EventRow]:
     """Record a pause in the run's outcome transaction (see the module docstring).
 
@@ -309,7 +310,9 @@ def stage_pause(
     tx.conn.execute(insert(PAUSES), paused.pause.model_dump())
     for review in paused.reviews:
         tx.conn.execute(insert(REVIEWS), review.model_dump())
-        tx.conn.execute(insert(AUDIT), _audit(review, "requested", "system", **_details(review)))
+        # `traceparent`: the paused run's span, which the resume's run span links to.
+        details = {**_details(review), **({"traceparent": trace} if trace else {})}
+        tx.conn.execute(insert(AUDIT), _audit(review, "requested", "system", **details))
         stage_review_event(tx.conn, outbox.REVIEW_REQUIRED, review)
     if ending.history is not None:
         stage_history(tx.conn, *ending.history)
@@ -382,6 +385,23 @@ def load_resumed(tx: Tx, run: Run) -> Resumed | None:
     reviews = [Review.model_validate(dict(r)) for r in found]
     decided = {r.call_id: r for r in reviews if r.status != "pending"}
     return Resumed(RunPause.model_validate(dict(row)), decided)
+
+
+def pause_traceparent(tx: Tx, run: Run) -> str | None:
+    """The trace context of the run's latest pause (its review request's audit), or None."""
+    found = tx.conn.execute(
+        sa.select(AUDIT.c.details)
+        .join(REVIEWS, REVIEWS.c.id == AUDIT.c.review_id)
+        .where(
+            REVIEWS.c.tenant_id == run.tenant_id,
+            REVIEWS.c.run_id == run.id,
+            AUDIT.c.action == "requested",
+        )
+        .order_by(AUDIT.c.at.desc())
+        .limit(1)
+    ).scalar()
+    value = found.get("traceparent") if isinstance(found, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def released_answer(resumed: Resumed) -> str:
