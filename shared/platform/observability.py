@@ -503,6 +503,7 @@ class AgentsSpanBridge(TracingProcessor):
         self._tracer = tracer
         self._roots: dict[str, otel_context.Context] = {}
         self._spans: dict[str, Span] = {}
+        self._skipped: dict[str, otel_context.Context | None] = {}
         self._system = _PROVIDER_NAMES.get(get_settings().model_provider, "openai")
 
     def on_trace_start(self, trace: SdkTrace) -> None:
@@ -515,23 +516,31 @@ class AgentsSpanBridge(TracingProcessor):
 
     def on_span_start(self, span: SdkSpan[Any]) -> None:
         """Start the OTel span of an SDK span."""
+        parent = self._parent(span)
         described = self._describe(span.span_data)
         if described is None:
+            # Not mapped (task, turn): its children hang from its own parent.
+            self._skipped[span.span_id] = parent
             return
         name, kind, attributes = described
-        parent_span = self._spans.get(span.parent_id or "")
-        if parent_span is not None:
-            parent: otel_context.Context | None = trace.set_span_in_context(parent_span)
-        else:
-            parent = self._roots.get(span.trace_id)
         self._spans[span.span_id] = self._tracer.start_span(
             name, context=parent, kind=kind, attributes=attributes
         )
+
+    def _parent(self, span: SdkSpan[Any]) -> otel_context.Context | None:
+        parent_id = span.parent_id or ""
+        parent_span = self._spans.get(parent_id)
+        if parent_span is not None:
+            return trace.set_span_in_context(parent_span)
+        if parent_id in self._skipped:
+            return self._skipped[parent_id]
+        return self._roots.get(span.trace_id)
 
     def on_span_end(self, span: SdkSpan[Any]) -> None:
         """Add what the SDK span learned (usage, outputs) and end the OTel span."""
         found = self._spans.pop(span.span_id, None)
         if found is None:
+            self._skipped.pop(span.span_id, None)
             return
         try:
             self._finish(found, span.span_data)
@@ -547,6 +556,7 @@ class AgentsSpanBridge(TracingProcessor):
         for open_span in self._spans.values():
             open_span.end()
         self._spans.clear()
+        self._skipped.clear()
         self._roots.clear()
 
     def force_flush(self) -> None:
