@@ -24,7 +24,6 @@ from shared.platform import observability
 from tests.engine_support import Api, api_app, use_model
 
 SECRET_INPUT = "my zebra-4217 question"
-SECRET_OUTPUT = "the koala-7789 answer"
 
 
 @dataclass
@@ -128,8 +127,8 @@ async def test_a_run_is_one_trace_from_request_to_model_and_tool(
 async def test_run_and_http_metrics_are_recorded(
     api: Api, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run counts as started and ended by agent, status and entry point; HTTP is timed."""
-    use_model(monkeypatch, tool_then_answer("It is 42."))
+    """A run counts as started and ended by agent, status and entry point, its tokens in and
+    out are counted (the offline model reports usage), and HTTP requests are timed."""
     reply = await api.client.post("/agents/assistant/runs", json={"input": "what is 6 * 7?"})
     assert reply.status_code == 200, reply.text
     points = telemetry.metric_points()
@@ -143,27 +142,117 @@ async def test_run_and_http_metrics_are_recorded(
     ]
     assert sum(p.value for p in points["ascent.runs.started"]) == 1
     assert points["ascent.run.duration"][0].count == 1
+    assert points["ascent.run.time_to_first_token"][0].count == 1
+    tokens = {p.attributes["gen_ai.token.type"]: p.value for p in points["ascent.run.tokens"]}
+    assert set(tokens) == {"input", "output"} and min(tokens.values()) > 0
     routes = {p.attributes["http.route"] for p in points["http.server.request.duration"]}
     assert "create_agent_run" in routes
 
 
+def carried(spans: list[ReadableSpan], text: str) -> list[str]:
+    """The names of the spans with `text` in an attribute or event."""
+    return [
+        s.name
+        for s in spans
+        if text in repr(dict(s.attributes or {})) + repr([e.attributes for e in s.events])
+    ]
+
+
 async def test_no_span_or_log_carries_content_when_capture_is_off(
-    api: Api,
-    telemetry: Telemetry,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    api: Api, telemetry: Telemetry, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With content capture off, the user's input and the model's output are on no span or log."""
-    use_model(monkeypatch, tool_then_answer(SECRET_OUTPUT))
+    """With content capture off (the default), the user's input and the model's output are on
+    no span and no log line (the offline model, which fills its model spans like the SDK's)."""
     caplog.set_level(logging.DEBUG)
     reply = await api.client.post("/agents/assistant/runs", json={"input": SECRET_INPUT})
     assert reply.status_code == 200, reply.text
-    assert SECRET_OUTPUT in reply.text  # the run did answer with it
+    output = reply.json()["output"]
+    assert len(output) > 20
     spans = telemetry.finished()
     assert any(s.name.startswith("chat") for s in spans)
-    for span in spans:
-        text = repr(dict(span.attributes or {})) + repr([e.attributes for e in span.events])
-        assert "zebra-4217" not in text and "koala-7789" not in text, span.name
+    assert carried(spans, "zebra-4217") == [] and carried(spans, output) == []
     for record in caplog.records:
         line = record.getMessage()
-        assert "zebra-4217" not in line and "koala-7789" not in line, line
+        assert "zebra-4217" not in line and output not in line, line
+
+
+async def test_content_capture_puts_messages_on_the_model_spans(
+    api: Api, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ASCENT_OTEL_CAPTURE_CONTENT=true records the input and output messages (GenAI names)."""
+    from shared.core.settings import get_settings
+
+    monkeypatch.setenv("ASCENT_OTEL_CAPTURE_CONTENT", "true")
+    get_settings.cache_clear()
+    reply = await api.client.post("/agents/assistant/runs", json={"input": SECRET_INPUT})
+    assert reply.status_code == 200, reply.text
+    spans = telemetry.finished()
+    model = [s for s in spans if s.name.startswith("chat")][0]
+    assert model.attributes is not None
+    assert "zebra-4217" in str(model.attributes["gen_ai.input.messages"])
+    assert "gen_ai.output.messages" in model.attributes
+
+
+async def test_the_runs_cloudevents_carry_its_trace(
+    api: Api, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every outbox CloudEvent of a run carries a `traceparent` in the run's trace."""
+    from sqlmodel import select
+
+    from shared.db.engine import db_session
+    from shared.db.event_models import OutboxEvent
+
+    use_model(monkeypatch, tool_then_answer("It is 42."))
+    reply = await api.client.post("/agents/assistant/runs", json={"input": "what is 6 * 7?"})
+    assert reply.status_code == 200, reply.text
+    run = by_name(telemetry.finished(), "run assistant")
+    run_id = run.attributes["ascent.run.id"] if run.attributes else None
+    async with db_session() as db:
+        found = (await db.exec(select(OutboxEvent).where(OutboxEvent.subject == run_id))).all()
+    assert {e.type for e in found} >= {"run.started", "run.completed"}
+    trace_hex = format(run.context.trace_id, "032x")
+    for event in found:
+        version, trace_id, _span, _flags = event.envelope["traceparent"].split("-")
+        assert (version, trace_id) == ("00", trace_hex), event.type
+
+
+async def test_log_lines_of_a_run_carry_its_ids(
+    api: Api, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line logged during a run (here by its tool) has tenant, run, thread and trace ids,
+    and the JSON formatter writes them."""
+    import json
+
+    from shared.agents import assistant
+    from shared.core.telemetry import JsonFormatter, install_redaction
+
+    install_redaction()
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    keep = Keep()
+    logging.getLogger("tests.tool").addHandler(keep)
+    real = assistant.calculate.on_invoke_tool
+
+    async def logged(ctx: Any, args: str) -> Any:
+        logging.getLogger("tests.tool").warning("calculating")
+        return await real(ctx, args)
+
+    monkeypatch.setattr(assistant.calculate, "on_invoke_tool", logged)
+    use_model(monkeypatch, tool_then_answer("It is 42."))
+    try:
+        reply = await api.client.post("/agents/assistant/runs", json={"input": "what is 6 * 7?"})
+    finally:
+        logging.getLogger("tests.tool").removeHandler(keep)
+    assert reply.status_code == 200, reply.text
+    run = by_name(telemetry.finished(), "run assistant")
+    assert run.attributes is not None
+    line = json.loads(JsonFormatter().format(seen[0]))
+    assert line["message"] == "calculating"
+    assert line["tenant_id"] == api.tenant_id
+    assert line["run_id"] == run.attributes["ascent.run.id"]
+    assert line["thread_id"] == run.attributes["ascent.thread.id"]
+    assert line["trace_id"] == format(run.context.trace_id, "032x")
