@@ -41,13 +41,16 @@ class Settings(BaseSettings):
     # --- observability (issue 16, shared/platform/observability.py) ---------------------------
     # Azure Monitor: set by Bicep; the distro authenticates with the managed identity
     # (AZURE_CLIENT_ID), so the connection string's instrumentation key is no secret of ours.
-    applicationinsights_connection_string: SecretStr | None = Field(
+    # Not a secret: Application Insights has local auth disabled, so its key admits nothing.
+    applicationinsights_connection_string: str | None = Field(
         None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
     )
     # OTLP/HTTP (a collector, the Aspire dashboard, Jaeger): the base URL, e.g.
     # http://otel:4318; the exporters add /v1/traces and /v1/metrics.
     otel_exporter_otlp_endpoint: str | None = Field(None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     otel_service_name: str = Field("ascent", min_length=1, alias="OTEL_SERVICE_NAME")
+    # `none`: traces only (a collector without metrics, such as compose's Jaeger).
+    otel_metrics_exporter: Literal["otlp", "none"] = Field("otlp", alias="OTEL_METRICS_EXPORTER")
     # Message content (user input, model output, tool arguments and results) on spans: off
     # unless asked; token counts, model and tool names are always recorded.
     otel_capture_content: bool = Field(False, alias="ASCENT_OTEL_CAPTURE_CONTENT")

@@ -210,11 +210,15 @@ def _otlp(settings: Settings) -> tuple[TracerProvider, MeterProvider]:
     resource = _resource(settings)
     tracer = SdkTracerProvider(resource=resource)
     tracer.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
-    reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=f"{base}/v1/metrics"),
-        export_interval_millis=settings.otel_metric_export_seconds * 1000,
-    )
-    meter = SdkMeterProvider(resource=resource, metric_readers=[reader])
+    readers = []
+    if settings.otel_metrics_exporter == "otlp":
+        readers.append(
+            PeriodicExportingMetricReader(
+                OTLPMetricExporter(endpoint=f"{base}/v1/metrics"),
+                export_interval_millis=settings.otel_metric_export_seconds * 1000,
+            )
+        )
+    meter = SdkMeterProvider(resource=resource, metric_readers=readers)
     _SHUTDOWN.extend([tracer.shutdown, meter.shutdown])
     return tracer, meter
 
@@ -225,15 +229,15 @@ def _azure_monitor(settings: Settings) -> tuple[TracerProvider, MeterProvider]:
     from azure.identity import ManagedIdentityCredential
     from azure.monitor.opentelemetry import configure_azure_monitor
 
-    secret = settings.applicationinsights_connection_string
-    assert secret is not None
+    connection = settings.applicationinsights_connection_string
+    assert connection is not None
     credential = (
         ManagedIdentityCredential(client_id=settings.azure_client_id)
         if settings.azure_client_id
         else ManagedIdentityCredential()
     )
     configure_azure_monitor(
-        connection_string=secret.get_secret_value(),
+        connection_string=connection,
         credential=credential,
         resource=_resource(settings),
         logger_name="",
