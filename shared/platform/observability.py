@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -439,13 +438,13 @@ _GAUGES: Final = {
     "ascent.outbox.backlog": ("{event}", "Outbox events and webhook deliveries not yet sent"),
 }
 _READINGS: dict[str, float] = {}
-_READ_AT: list[float] = [0.0]
+_FIRST_GAUGE: Final = next(iter(_GAUGES))
 
 
-def _readings() -> dict[str, float]:
-    """All backlog readings, read once per collection (the gauges share one pass)."""
-    now = time.monotonic()
-    if now - _READ_AT[0] > 1.0:
+def _readings(refresh: bool) -> dict[str, float]:
+    """The backlog readings: read afresh by the first gauge of a collection, shared by the
+    others (one database pass per collection; callbacks run in registration order)."""
+    if refresh:
         fresh: dict[str, float] = {}
         for name, reader in list(_BACKLOGS.items()):
             try:
@@ -454,7 +453,6 @@ def _readings() -> dict[str, float]:
                 log.warning("backlog reading %s failed", name, exc_info=True)
         _READINGS.clear()
         _READINGS.update(fresh)
-        _READ_AT[0] = now
     return _READINGS
 
 
@@ -462,7 +460,7 @@ def _observe_backlogs(meter: Meter) -> None:
     for name, (unit, description) in _GAUGES.items():
 
         def observe(options: CallbackOptions, name: str = name) -> Iterable[Observation]:
-            value = _readings().get(name)
+            value = _readings(refresh=name == _FIRST_GAUGE).get(name)
             return [] if value is None else [Observation(value)]
 
         meter.create_observable_gauge(name, [observe], unit, description)

@@ -50,6 +50,7 @@ from shared.platform import observability
 from shared.platform.notify import Subscription, get_notifier
 from shared.platform.queues import RUNS_QUEUE
 from shared.runs import dispatch, records
+from shared.runs.backlogs import watch_backlogs
 from shared.runs.engine import Outcome, execute, outcome_of
 from shared.runs.live import LiveRun, register, unregister
 from shared.runs.records import EventRow, NewRun, thread_topic
@@ -58,6 +59,10 @@ from shared.security.auth import Principal
 from shared.security.ratelimit import check_token_budget, run_slot
 
 log = logging.getLogger(__name__)
+
+# The queue, review and outbox gauges of any process that serves runs (a registration only:
+# the database is read when a metric reader collects, never at import).
+watch_backlogs()
 
 # Lease owners: an executor inside the request that created the run, or a queue consumer.
 ATTACHED: Final = "req:"

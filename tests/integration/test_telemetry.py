@@ -256,3 +256,32 @@ async def test_log_lines_of_a_run_carry_its_ids(
     assert line["run_id"] == run.attributes["ascent.run.id"]
     assert line["thread_id"] == run.attributes["ascent.thread.id"]
     assert line["trace_id"] == format(run.context.trace_id, "032x")
+
+
+async def test_review_gauges_and_wait_follow_a_paused_run(
+    api: Api, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run paused for review shows as one pending review (gauge, read from the database);
+    deciding it records the review's wait and empties the gauge."""
+    script = ScriptedModel(
+        [
+            [function_call("issue_refund", {"amount": 40}, call_id="r1")],
+            [assistant_message("Refund issued.")],
+        ]
+    )
+    use_model(monkeypatch, script)
+    reply = await api.client.post("/agents/billing/runs", json={"input": "refund 40 please"})
+    assert reply.status_code == 200, reply.text
+    points = telemetry.metric_points()
+    assert [p.value for p in points["ascent.reviews.pending"]] == [1.0]
+    assert points["ascent.reviews.oldest_wait"][0].value >= 0
+    listed = await api.client.get("/reviews")
+    (review,) = listed.json()
+    decided = await api.client.post(
+        f"/reviews/{review['review_id']}/decision", json={"decision": "reject"}
+    )
+    assert decided.status_code == 200, decided.text
+    points = telemetry.metric_points()
+    assert [p.value for p in points["ascent.reviews.pending"]] == [0.0]
+    waits = points["ascent.review.wait"]
+    assert [dict(p.attributes) for p in waits] == [{"ascent.review.status": "rejected"}]
