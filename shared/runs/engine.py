@@ -473,16 +473,24 @@ async def execute(
     ):
         observability.run_started(run.agent, entry)
         started = time.perf_counter()
-        outcome, first_token = await _execute_held(
-            run,
-            owner=owner,
-            live=live,
-            wakes=wakes,
-            next_seq=next_seq,
-            fresh_thread=fresh_thread,
-            taken_over=taken_over,
-            maybe_resumed=maybe_resumed,
-        )
+        try:
+            outcome, first_token = await _execute_held(
+                run,
+                owner=owner,
+                live=live,
+                wakes=wakes,
+                next_seq=next_seq,
+                fresh_thread=fresh_thread,
+                taken_over=taken_over,
+                maybe_resumed=maybe_resumed,
+            )
+        except BaseException:
+            # The stores failed under it (the queue retries): counted, so started == ended.
+            seconds = time.perf_counter() - started
+            observability.run_ended(
+                run.agent, entry, "failed", seconds=seconds, first_token=None, usage={}
+            )
+            raise
         current.set_attribute("ascent.run.status", outcome.status)
         for key in ("input_tokens", "output_tokens"):
             current.set_attribute(f"gen_ai.usage.{key}", outcome.usage.get(key, 0))
