@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.INFO, json_lines=get_settings().log_format == "json")
     log = logging.getLogger("aca_jobs")
     started = time.monotonic()
+    steps.ROWS.clear()
     log.info("job %s started", args.name)
     # Each job run is a trace of its own (runs a cron enqueues are its children), and its
     # outcome, duration and rows are metrics, so a stuck or failing job shows up.

@@ -32,6 +32,11 @@ _PAUSE_POLL_SECONDS = 0.05
 ROWS: list[int] = []
 
 
+def handled(count: int) -> None:
+    """Report how many rows or items this job run handled (its `ascent.job.rows` metric)."""
+    ROWS.append(count)
+
+
 def run_job(body: Callable[[], Awaitable[object]]) -> int:
     """Run a job's async body to completion in a fresh event loop; exit code 0 when it returns.
 

@@ -285,3 +285,30 @@ async def test_review_gauges_and_wait_follow_a_paused_run(
     assert [p.value for p in points["ascent.reviews.pending"]] == [0.0]
     waits = points["ascent.review.wait"]
     assert [dict(p.attributes) for p in waits] == [{"ascent.review.status": "rejected"}]
+
+
+def test_an_aca_job_run_is_a_span_with_its_rows_and_metrics(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m aca_jobs <name>` runs the job in a `job <name>` span that records its exit
+    code and rows, and counts the run, its duration and its rows by job name."""
+    from aca_jobs.__main__ import main
+
+    # The process's root logging is pytest's here: the job must not replace its handlers.
+    monkeypatch.setattr("shared.core.telemetry.setup_logging", lambda *a, **k: None)
+    assert main(["migrate"]) == 0
+    assert main(["expire_reviews"]) == 0
+    spans = {s.name: s for s in telemetry.finished()}
+    job = spans["job expire_reviews"]
+    assert job.attributes is not None
+    assert (job.attributes["ascent.job.exit_code"], job.attributes["ascent.job.rows"]) == (0, 0)
+    assert spans["job migrate"].parent is None
+    points = telemetry.metric_points()
+    runs = {
+        (p.attributes["ascent.job.name"], p.attributes["ascent.job.outcome"])
+        for p in points["ascent.job.runs"]
+    }
+    assert runs == {("migrate", "success"), ("expire_reviews", "success")}
+    assert [p.attributes["ascent.job.name"] for p in points["ascent.job.rows"]] == [
+        "expire_reviews"
+    ]
