@@ -36,6 +36,7 @@ shutdown).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -396,8 +397,13 @@ def get_direct() -> Direct:
 
 
 async def write(unit: Unit[T]) -> T:
-    """Run a unit in the next batch (see the module docstring)."""
-    return await get_direct().write(unit)
+    """Run a unit in the next batch (see the module docstring).
+
+    The unit runs in a copy of the caller's context (a writer thread would otherwise see none),
+    so what it stages carries the caller's trace (the outbox's `traceparent`) and log ids.
+    """
+    context = contextvars.copy_context()
+    return await get_direct().write(lambda tx: context.run(unit, tx))
 
 
 async def read(unit: Unit[T]) -> T:

@@ -55,6 +55,7 @@ from shared.db import direct
 from shared.db.direct import Tx
 from shared.db.event_models import OutboxEvent
 from shared.db.models import Run, new_id, utcnow
+from shared.platform import observability
 
 _OUTBOX = OutboxEvent.__table__  # type: ignore[attr-defined]
 # Built once (the run engine stages events on every run).
@@ -161,6 +162,10 @@ def stage_event(
         "tenantid": tenant_id,
         "data": data,
     }
+    # The CloudEvents distributed-tracing extension: subscribers continue the run's trace.
+    parent = observability.traceparent()
+    if parent:
+        envelope["traceparent"] = parent
     conn.execute(
         _INSERT,
         {

@@ -65,6 +65,7 @@ from shared.db.event_models import TenantWebhookSecret, WebhookDelivery
 from shared.db.models import Run, new_id, utcnow
 from shared.db.views import run_json
 from shared.outbox.events import DrainReport, Json, backoff_seconds, stage_event
+from shared.platform import observability
 
 _DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
 
@@ -300,10 +301,22 @@ async def attempt(delivery: WebhookDelivery, owner: str) -> bool:
     status: int | None = None
     error: str | None = None
     try:
-        async with httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
-        ) as client:
-            response = await client.post(delivery.url, content=body, headers=headers)
+        with observability.span(
+            "webhook deliver",
+            kind=observability.SpanKind.CLIENT,
+            attributes={
+                "http.request.method": "POST",
+                "ascent.webhook.delivery_id": delivery.id,
+                "ascent.tenant.id": delivery.tenant_id,
+            },
+        ) as current:
+            # The receiver may continue the trace (W3C `traceparent` header).
+            headers.update(observability.inject())
+            async with httpx.AsyncClient(
+                timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
+            ) as client:
+                response = await client.post(delivery.url, content=body, headers=headers)
+            current.set_attribute("http.response.status_code", response.status_code)
         status = response.status_code
         if not 200 <= status < 300:
             error = f"HTTP {status}"
