@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from shared.agents import CATALOG, AgentSpec, configured
+from shared.agents import AgentSpec, catalog, configured
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
 from shared.db import direct, repo
@@ -285,7 +285,7 @@ def search_agents(body: AgentSearch) -> list[Json]:
     """Catalog agents matching a name (substring) and metadata."""
     found = [
         agent_json(spec)
-        for spec in CATALOG.values()
+        for spec in catalog().values()
         if (body.name is None or body.name.lower() in spec.name.lower())
         and _matches({}, body.metadata)
     ]
@@ -294,7 +294,7 @@ def search_agents(body: AgentSearch) -> list[Json]:
 
 def get_agent_info(agent_id: str) -> Json:
     """One catalog agent, or NotFound."""
-    spec = CATALOG.get(agent_id)
+    spec = catalog().get(agent_id)
     if spec is None:
         raise NotFound(f"No agent {agent_id!r}.")
     return agent_json(spec)

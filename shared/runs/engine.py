@@ -22,6 +22,7 @@ in shared/api/) only translate input and output.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from agents import (
 )
 from agents.items import TResponseInputItem
 from agents.memory import Session
+from pydantic import BaseModel, PydanticSchemaGenerationError, TypeAdapter
 from sqlalchemy import bindparam, select
 
 from shared.agents.configured import RunAgent, agent_for_run
@@ -199,9 +201,22 @@ def run_input(run: Run) -> str | list[TResponseInputItem]:
     return run.input
 
 
-def max_turns(run: Run) -> int:
-    """ASCENT_MAX_TURNS, lowered by the run's `config.recursion_limit` when it asks for less."""
-    limit = get_settings().max_turns
+def output_text(final_output: Any) -> str:
+    """A run's answer as text: a structured output (`output_type`) as JSON, text as it is."""
+    if isinstance(final_output, str):
+        return final_output
+    if isinstance(final_output, BaseModel):
+        return final_output.model_dump_json()
+    try:
+        return json.dumps(TypeAdapter(type(final_output)).dump_python(final_output, mode="json"))
+    except (PydanticSchemaGenerationError, TypeError, ValueError):
+        return str(final_output)
+
+
+def max_turns(run: Run, declared: int | None = None) -> int:
+    """The agent's declared limit (else ASCENT_MAX_TURNS), lowered by the run's
+    `config.recursion_limit` when it asks for less."""
+    limit = declared or get_settings().max_turns
     asked = (run.config or {}).get("recursion_limit")
     if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
         return min(limit, asked)
@@ -508,7 +523,8 @@ async def _execute(
         session=history.session,
         context=context,
         run_config=run_config_for(chosen),
-        max_turns=max_turns(run),
+        max_turns=max_turns(run, chosen.max_turns),
+        hooks=chosen.hooks,
     )
     ex.cancel.attach(result)
     with progress_sink(run.id, _progress_sink(ex)):
@@ -620,7 +636,7 @@ async def _drive(ex: Execution, history: History, result: RunResultStreaming) ->
         ex,
         history,
         "success",
-        output=str(result.final_output),
+        output=output_text(result.final_output),
         last_agent=result.last_agent.name,
         usage=usage,
     )

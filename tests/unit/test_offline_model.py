@@ -24,7 +24,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from shared.agents import assistant, billing, tech_support
+from examples import assistant, billing, tech_support
 from shared.platform.offline_model import OfflineModel, OfflineModelProvider
 from shared.runs.client_tools import client_tool
 
