@@ -37,11 +37,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
+from agents.agent_output import AgentOutputSchema, AgentOutputSchemaBase
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from shared.agents import AgentSpec, catalog, configured
+from shared.agents import AgentSpec, catalog, configured, get_agent
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
 from shared.db import direct, repo
@@ -314,9 +315,34 @@ _STATE_SCHEMA: Json = {
 }
 
 
+def structured_schema(agent_id: str) -> Json | None:
+    """The JSON Schema of the agent's structured output (`output_type`), or None for text."""
+    output_type = get_agent(agent_id).output_type
+    if output_type is None or output_type is str:
+        return None
+    schema = (
+        output_type
+        if isinstance(output_type, AgentOutputSchemaBase)
+        else AgentOutputSchema(output_type, strict_json_schema=False)
+    )
+    return None if schema.is_plain_text() else schema.json_schema()
+
+
 def agent_schemas(agent_id: str) -> Json:
-    """Input, output, state and config JSON Schemas of an agent."""
+    """Input, output, state and config JSON Schemas of an agent.
+
+    An agent with a structured output (`output_type`) answers with it as JSON text, and its
+    final state carries it as `structured_response`: the output schema says so.
+    """
     get_agent_info(agent_id)
+    structured = structured_schema(agent_id)
+    output_schema = _STATE_SCHEMA
+    if structured is not None:
+        output_schema = {
+            "type": "object",
+            "properties": {**_STATE_SCHEMA["properties"], "structured_response": structured},
+            "required": ["structured_response"],
+        }
     return {
         "agent_id": agent_id,
         "input_schema": {
@@ -326,7 +352,7 @@ def agent_schemas(agent_id: str) -> Json:
                 {"type": "array", "items": _MESSAGE_SCHEMA},
             ]
         },
-        "output_schema": _STATE_SCHEMA,
+        "output_schema": output_schema,
         "state_schema": _STATE_SCHEMA,
         "config_schema": {
             "type": "object",

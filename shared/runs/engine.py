@@ -201,16 +201,24 @@ def run_input(run: Run) -> str | list[TResponseInputItem]:
     return run.input
 
 
-def output_text(final_output: Any) -> str:
-    """A run's answer as text: a structured output (`output_type`) as JSON, text as it is."""
-    if isinstance(final_output, str):
-        return final_output
+def structured_output(final_output: Any) -> Any:
+    """A structured output (`output_type`) as a JSON value; None for a text answer."""
+    if final_output is None or isinstance(final_output, str):
+        return None
     if isinstance(final_output, BaseModel):
-        return final_output.model_dump_json()
+        return final_output.model_dump(mode="json")
     try:
-        return json.dumps(TypeAdapter(type(final_output)).dump_python(final_output, mode="json"))
+        return TypeAdapter(type(final_output)).dump_python(final_output, mode="json")
     except (PydanticSchemaGenerationError, TypeError, ValueError):
         return str(final_output)
+
+
+def output_text(final_output: Any) -> str:
+    """A run's answer as text: a structured output as JSON, text as it is."""
+    structured = structured_output(final_output)
+    if structured is None:
+        return "" if final_output is None else str(final_output)
+    return json.dumps(structured, separators=(",", ":"))
 
 
 def max_turns(run: Run, declared: int | None = None) -> int:
@@ -639,6 +647,7 @@ async def _drive(ex: Execution, history: History, result: RunResultStreaming) ->
         output=output_text(result.final_output),
         last_agent=result.last_agent.name,
         usage=usage,
+        structured=structured_output(result.final_output),
     )
 
 
@@ -690,12 +699,20 @@ async def _end(
     usage: dict[str, int] | None = None,
     partial: bool = False,
     redact: bool = False,
+    structured: Any = None,
 ) -> Outcome:
-    """Write the run's outcome in one transaction and show its closing events here."""
+    """Write the run's outcome in one transaction and show its closing events here.
+
+    A structured output is also the final state's `structured_response` (LangGraph's key for a
+    response format), so Agent Protocol clients read it as JSON.
+    """
     if partial and output is None:
         output = "".join(ex.partial)
     pending, items = await _closing(ex, history)
-    values = ex.log.stage("values", {"messages": to_messages(items)})
+    state: dict[str, Any] = {"messages": to_messages(items)}
+    if structured is not None:
+        state["structured_response"] = structured
+    values = ex.log.stage("values", state)
     ending = Ending(
         output=output if output is not None else "",
         last_agent=last_agent or ex.last_agent,
