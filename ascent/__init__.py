@@ -21,13 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
-from agents import Agent, FunctionTool, RunHooks, function_tool
+from agents import Agent, FunctionTool, RunConfig, RunHooks, Runner, function_tool
+from agents.result import RunResult
 
 from shared.agents.catalog import AgentSpec, CatalogError
 from shared.agents.guardrails import no_card_numbers
 from shared.agents.mcp_servers import McpServerDecl as McpServer
 from shared.agents.memory_tools import MEMORY_TOOLS
 from shared.core.context import RunContext, emit_progress
+from shared.platform.offline_model import OfflineModelProvider
 from shared.security.tool_policy import declare_tool_class
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "RunContext",
     "emit_progress",
     "no_card_numbers",
+    "run_offline",
     "serve_agent",
     "tool",
 ]
@@ -141,3 +144,15 @@ def tool(
     if func is None:
         return make
     return make(func)
+
+
+def run_offline(
+    agent: AgentSpec | Agent[Any], input: str, *, context: RunContext | None = None
+) -> RunResult:
+    """Run an agent once on the offline model (deterministic, no network, no database): for an
+    agent module's own tests. Tools run directly: approvals and MCP servers apply only when the
+    agent is served."""
+    built = agent.build() if isinstance(agent, AgentSpec) else agent
+    config = RunConfig(model_provider=OfflineModelProvider(), tracing_disabled=True)
+    given = context or RunContext(tenant_id="test", user_id="tester")
+    return Runner.run_sync(built, input, context=given, run_config=config)

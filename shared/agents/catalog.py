@@ -84,7 +84,7 @@ def catalog_modules() -> list[str]:
     """The module paths the catalog loads, by ASCENT_AGENTS, the entry points, or the default."""
     configured = [m.strip() for m in get_settings().agents.split(",") if m.strip()]
     if configured:
-        return configured
+        return list(dict.fromkeys(configured))  # a module named twice is loaded once
     found = [ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)]
     return sorted(set(found)) or [DEFAULT_MODULE]
 

@@ -124,7 +124,11 @@ def test_run_hooks_report_progress(host: DevHost) -> None:
         client.stream(
             "POST",
             "/runs/stream",
-            json={"agent_id": "audited", "input": "what time is it in UTC", "stream_mode": "custom"},
+            json={
+                "agent_id": "audited",
+                "input": "what time is it in UTC",
+                "stream_mode": "custom",
+            },
         ) as response,
     ):
         custom = [e.data for e in sse_events(response) if e.event == "custom"]
