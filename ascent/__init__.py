@@ -24,8 +24,8 @@ from typing import Any, Literal, overload
 from agents import Agent, FunctionTool, RunConfig, RunHooks, Runner, function_tool
 from agents.result import RunResult
 
-from shared.agents.catalog import AgentSpec, CatalogError
 from shared.agents.guardrails import no_card_numbers
+from shared.agents.loading import AgentSpec, CatalogError
 from shared.agents.mcp_servers import McpServerDecl as McpServer
 from shared.agents.memory_tools import MEMORY_TOOLS
 from shared.core.context import RunContext, emit_progress

@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from shared.agents.catalog import CatalogError, catalog_modules, loaded
+from shared.agents.loading import CatalogError, catalog_modules, loaded
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 

@@ -313,7 +313,7 @@ async def platform_set_tool_policy(req: Request) -> Response:
     """Replace or remove the tenant's tool approval policy; the next tool call follows it."""
     _admin(req)
     # Imported here to keep cold start fast; loading the catalog classifies its tools.
-    from shared.agents.catalog import catalog
+    from shared.agents.loading import catalog
 
     catalog()
     body = await read_json(req, ToolPolicyUpdate)

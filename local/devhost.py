@@ -7,7 +7,7 @@ extension does in Azure. At start it creates the schema and the development tena
 It also runs every scheduled job of `aca_jobs.JOBS` in a child process at its cron times
 (local/job_scheduler.py; only at due times, never at start); `--no-jobs` turns that off.
 
-Before serving it loads the agent catalog (ASCENT_AGENTS, shared/agents/catalog.py): a catalog
+Before serving it loads the agent catalog (ASCENT_AGENTS, shared/agents/loading.py): a catalog
 that cannot be served stops it with one line naming the file and the agent, exit status 2.
 `--reload` restarts the server when a file under the catalog modules' folders (and any
 `--reload-dir`) changes; a change that breaks the catalog prints that line, and the next good
@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shared.agents.catalog import CatalogError, loaded
+from shared.agents.loading import CatalogError, loaded
 from shared.api.openapi import app_functions
 from shared.core.settings import Settings, get_settings
 from shared.core.telemetry import install_redaction

@@ -1,5 +1,5 @@
 """The agents wing: the catalog the API serves (loaded from the agent developer's code, see
-shared/agents/catalog.py), each agent built and gated once per process.
+shared/agents/loading.py), each agent built and gated once per process.
 
 Nothing here loads the catalog at import: the first `get_agent` or `catalog()` does.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from agents import Agent, FunctionTool
 
-from shared.agents.catalog import AgentSpec, CatalogError, catalog, loaded
+from shared.agents.loading import AgentSpec, CatalogError, catalog, loaded
 from shared.agents.mcp_servers import with_mcp_servers
 from shared.core.errors import NotFound
 from shared.security.tool_approval import gate_tools, reachable_agents

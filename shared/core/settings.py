@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(32_000, ge=1, alias="ASCENT_MAX_INPUT_CHARS")
     max_turns: int = Field(10, ge=1, le=100, alias="ASCENT_MAX_TURNS")
     # The agent developer's modules the catalog serves, comma-separated (empty: the
-    # `ascent.agents` entry points, else the demo agents in examples/; shared/agents/catalog.py).
+    # `ascent.agents` entry points, else the demo agents in examples/; shared/agents/loading.py).
     agents: str = Field("", alias="ASCENT_AGENTS")
     history_limit: int = Field(200, ge=1, alias="ASCENT_HISTORY_LIMIT")
 

@@ -37,7 +37,7 @@ from shared.security.tool_policy import (
 def approvable_tools() -> tuple[str, ...]:
     """The write and spend tools of the catalog: only they pause, so only they can be waived.
 
-    The catalog's tools are classified as it loads (shared/agents/catalog.py), so a caller
+    The catalog's tools are classified as it loads (shared/agents/loading.py), so a caller
     validating a policy loads the catalog first (functions/admin_http.py does).
     """
     return tuple(sorted(t for t in tool_classes() if needs_approval_by_default(t)))

@@ -7,7 +7,7 @@ spend need approval unless the tenant's policy waives it).
 
 The framework's own tools (the memory tools) are listed in `TOOL_CLASSES`; an agent module's
 tools declare theirs with `ascent.tool(..., risk=...)`, which calls `declare_tool_class` when
-the module is imported (shared/agents/catalog.py refuses a catalog with an unclassified tool).
+the module is imported (shared/agents/loading.py refuses a catalog with an unclassified tool).
 Tool classes are by name: two declarations of one name keep the most restricted. A name
 nobody classified is treated as `spend`, the most restricted class, so it fails closed.
 """

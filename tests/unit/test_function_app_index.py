@@ -152,19 +152,32 @@ class TestTriggerMetadata:
 
 class TestImportIsSideEffectFree:
     def test_import_does_no_io(self, tmp_path: Path) -> None:
-        """Importing function_app with an unreachable database succeeds and writes nothing."""
+        """Importing and indexing function_app with an unreachable database succeeds, writes
+        nothing, and loads no agent module (neither ASCENT_AGENTS' nor the demo agents)."""
         # MODEL_PROVIDER=openai without a key is invalid too: an import that read settings fails.
         data_dir = tmp_path / "data"
         data_dir.mkdir()
+        agents_dir = tmp_path / "agents"
+        agents_dir.mkdir()
+        # A user agent module whose import leaves a mark on disk.
+        (agents_dir / "probe_agents.py").write_text(
+            f"open({str(data_dir / 'imported')!r}, 'w').close()\n"
+        )
         env = {
             **os.environ,
             "ASCENT_DATA_DIR": str(data_dir),
             "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x",
             "MODEL_PROVIDER": "openai",
+            "ASCENT_AGENTS": "probe_agents",
+            "PYTHONPATH": str(agents_dir),
         }
         env.pop("OPENAI_API_KEY", None)
+        check = (
+            "import sys, function_app; function_app.app.get_functions(); "
+            "print(sorted(m for m in ('probe_agents', 'examples') if m in sys.modules))"
+        )
         done = subprocess.run(
-            [sys.executable, "-c", "import function_app"],
+            [sys.executable, "-c", check],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -172,6 +185,7 @@ class TestImportIsSideEffectFree:
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[]"
         assert list(data_dir.iterdir()) == []
 
     def test_mcp_tool_server_loads_on_first_request_only(self) -> None:
