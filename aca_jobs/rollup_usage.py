@@ -26,6 +26,7 @@ from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.jobs_models import UsageDaily
 from shared.db.models import Run, Tenant, utcnow
+from shared.db.types import as_utc
 from shared.runs.usage import current_model, price_of
 
 NAME = "rollup_usage"
@@ -33,13 +34,9 @@ SCHEDULE = "5 * * * *"
 _COUNTERS = ("runs", "requests", "input_tokens", "output_tokens", "total_tokens")
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def window(now: datetime, days: int) -> tuple[datetime, datetime, list[str]]:
     """The UTC window [start, end) of the last `days` days ending today, and their labels."""
-    today = _aware(now).astimezone(UTC).date()
+    today = as_utc(now).astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
     start = datetime.combine(first, time.min, tzinfo=UTC)
     end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
@@ -84,7 +81,7 @@ async def rollup_tenant(tenant_id: str, *, now: datetime, days: int) -> int:
             )
         ).all()
         for agent, created, requests, input_tokens, output_tokens, total_tokens in runs:
-            day = _aware(created).astimezone(UTC).date().isoformat()
+            day = as_utc(created).astimezone(UTC).date().isoformat()
             row = totals[(day, agent)]
             row["runs"] += 1
             row["requests"] += requests

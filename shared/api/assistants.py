@@ -30,7 +30,8 @@ from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.db.assistant_models import Assistant, AssistantAudit, AssistantVersion
 from shared.db.engine import db_session
 from shared.db.models import utcnow
-from shared.db.views import aware, iso
+from shared.db.types import as_utc
+from shared.db.views import iso
 from shared.security.auth import Principal
 
 Json = dict[str, Any]
@@ -539,7 +540,7 @@ async def search(principal: Principal, body: AssistantSearch) -> tuple[list[Json
     def order(a: Json) -> tuple[Any, str]:
         value = a[key]
         if key in ("created_at", "updated_at"):
-            return (aware(datetime.fromisoformat(value)), a["assistant_id"])
+            return (as_utc(datetime.fromisoformat(value)), a["assistant_id"])
         return (str(value), a["assistant_id"])
 
     found.sort(key=order, reverse=descending)

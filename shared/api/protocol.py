@@ -48,7 +48,8 @@ from shared.core.settings import get_settings
 from shared.db import direct, repo
 from shared.db.engine import db_session
 from shared.db.models import Run, Thread, new_id, utcnow
-from shared.db.views import aware, iso, run_json
+from shared.db.types import as_utc
+from shared.db.views import iso, run_json
 from shared.memory.sessions import build_session
 from shared.outbox.webhooks import check_scheme
 from shared.runs import reviews, service
@@ -1020,7 +1021,7 @@ async def stream_thread(
                 thread_id=thread.id,
                 visible=thread_access.run_visible(principal),
             )
-        ordered = sorted(runs, key=lambda r: (aware(r.created_at), r.id))
+        ordered = sorted(runs, key=lambda r: (as_utc(r.created_at), r.id))
         if last is not None:
             index = next((i for i, r in enumerate(ordered) if r.id == last[0]), None)
             ordered = ordered[index:] if index is not None else ordered
