@@ -67,9 +67,10 @@ OFFLINE_MODEL_NAME = "ascent-offline-1"
 
 _WORD = re.compile(r"[a-z0-9]+")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_FACT = re.compile(r"\bmy ([a-z]+) is ([^.,!?\n]+)", re.IGNORECASE)
+# "my name is Ada", "my favourite color is blue": a key of one or two words.
+_FACT = re.compile(r"\bmy ([a-z]+(?: [a-z]+)?) is ([^.,!?\n]+)", re.IGNORECASE)
 _USE = re.compile(r"\buse ([A-Za-z0-9_-]{1,64})")
-_QUESTION = re.compile(r"\bwhat(?:'s| is) my ([a-z]+)", re.IGNORECASE)
+_QUESTION = re.compile(r"\bwhat(?:'s| is) my ([a-z]+(?: [a-z]+)?)", re.IGNORECASE)
 _INSTRUCTIONS = re.compile(r"\bwhat (?:are|were) your instructions\b", re.IGNORECASE)
 _STOPWORDS = frozenset(
     """about above after again also among and any are because been before being below between
