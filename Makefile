@@ -10,9 +10,13 @@ PY := $(VENV)/bin/python
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --no-annotate --custom-compile-command "make lock" \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28
 
+# pip prints one line per package it collects and installs, so the first install (about 90 s)
+# shows its progress instead of a silent wait.
 $(VENV)/.installed: requirements.lock requirements-dev.lock
+	@echo "Creating $(VENV) and installing the locked requirements (about 90 s the first time)..."
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -r requirements-dev.lock
+	@echo "Installed. Next: the dev host starts."
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the locked requirements

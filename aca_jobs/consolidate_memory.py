@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, update
@@ -32,6 +32,7 @@ from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.jobs_models import ThreadConsolidation
 from shared.db.models import Run, Thread, utcnow
+from shared.db.types import as_utc
 from shared.memory import store as memory
 from shared.memory.sessions import build_session
 from shared.runs.messages import to_messages
@@ -39,10 +40,6 @@ from shared.runs.messages import to_messages
 NAME = "consolidate_memory"
 SCHEDULE = "*/30 * * * *"
 log = logging.getLogger("aca_jobs")
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def memory_key(thread_id: str) -> str:
@@ -105,8 +102,8 @@ async def claim(
             except IntegrityError:
                 return False  # another replica claimed it first
             return True
-        current = _aware(row.thread_updated_at) >= _aware(version)
-        if current and (row.status == "done" or _aware(row.lease_until) > now):
+        current = as_utc(row.thread_updated_at) >= as_utc(version)
+        if current and (row.status == "done" or as_utc(row.lease_until) > now):
             return False
         result: Any = await db.exec(
             update(ThreadConsolidation)
@@ -160,7 +157,7 @@ async def consolidate_thread(tenant_id: str, thread_id: str, version: datetime, 
                 "text": summary,
                 "kind": "thread_summary",
                 "thread_id": thread_id,
-                "thread_updated_at": _aware(version).isoformat(),
+                "thread_updated_at": as_utc(version).isoformat(),
             },
         )
     async with db_session() as db:

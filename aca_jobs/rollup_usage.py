@@ -24,19 +24,16 @@ from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.jobs_models import UsageDaily
 from shared.db.models import Tenant, utcnow
+from shared.db.types import as_utc
 from shared.runs.usage import COUNTERS, UsageKey, count_runs, current_model, price_of
 
 NAME = "rollup_usage"
 SCHEDULE = "5 * * * *"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def window(now: datetime, days: int) -> tuple[datetime, datetime, list[str]]:
     """The UTC window [start, end) of the last `days` days ending today, and their labels."""
-    today = _aware(now).astimezone(UTC).date()
+    today = as_utc(now).astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
     start = datetime.combine(first, time.min, tzinfo=UTC)
     end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)

@@ -100,7 +100,7 @@ async def rate(run: Callable[[], Awaitable[str]], concurrency: int, count: int) 
 
 async def bench(url: str, rounds: int, per_round: int, concurrency: int) -> dict[str, list[float]]:
     """Interleaved rounds of the three variants; every run's latency by variant."""
-    from shared.agents.assistant import calculate
+    from examples.assistant import calculate
     from shared.agents.mcp_servers import DeclaredServer, McpServerDecl, close_pool, mcp_scope
     from shared.core.context import RunContext
     from shared.platform.offline_model import OfflineModelProvider

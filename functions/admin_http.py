@@ -312,6 +312,10 @@ async def platform_get_tool_policy(req: Request) -> Response:
 async def platform_set_tool_policy(req: Request) -> Response:
     """Replace or remove the tenant's tool approval policy; the next tool call follows it."""
     _admin(req)
+    # Imported here to keep cold start fast; loading the catalog classifies its tools.
+    from shared.agents.loading import catalog
+
+    catalog()
     body = await read_json(req, ToolPolicyUpdate)
     async with db_session() as db:
         saved = await set_tool_policy(session=db, tenant_id=req.path_params["tenant_id"], body=body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
 
-from shared.agents import CATALOG
+from shared.agents import catalog
 from shared.api import simple
 from shared.api.http import api, principal_of, read_json
 from shared.api.openapi import documented
@@ -21,7 +21,7 @@ async def list_agents(req: Request) -> Response:
     """List the agents this deployment serves."""
     await principal_of(req)
     agents = [
-        AgentInfo(name=s.name, description=s.description).model_dump() for s in CATALOG.values()
+        AgentInfo(name=s.name, description=s.description).model_dump() for s in catalog().values()
     ]
     return JSONResponse({"agents": agents})
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.api.http import api, principal_of, read_json
 from shared.api.openapi import documented
 from shared.api.protocol import get_run
-from shared.db.views import aware
+from shared.db.views import iso
 from shared.outbox.events import receive_event
 from shared.outbox.webhooks import list_deliveries
 
@@ -106,8 +106,8 @@ async def run_webhook_deliveries(req: Request) -> Response:
             attempts=d.attempts,
             last_status=d.last_status,
             last_error=d.last_error,
-            next_attempt_at=aware(d.next_attempt_at).isoformat() if d.status == "pending" else None,
-            delivered_at=aware(d.delivered_at).isoformat() if d.delivered_at else None,
+            next_attempt_at=iso(d.next_attempt_at) if d.status == "pending" else None,
+            delivered_at=iso(d.delivered_at),
         )
         for d in rows
     ]

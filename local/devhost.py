@@ -6,6 +6,12 @@ template and methods onto a Starlette route, and calls the user function with a 
 extension does in Azure. At start it creates the schema and the development tenant and key.
 It also runs every scheduled job of `aca_jobs.JOBS` in a child process at its cron times
 (local/job_scheduler.py; only at due times, never at start); `--no-jobs` turns that off.
+
+Before serving it loads the agent catalog (ASCENT_AGENTS, shared/agents/loading.py): a catalog
+that cannot be served stops it with one line naming the file and the agent, exit status 2.
+`--reload` restarts the server when a file under the catalog modules' folders (and any
+`--reload-dir`) changes; a change that breaks the catalog prints that line, and the next good
+change serves again.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from shared.agents.loading import CatalogError, loaded
 from shared.api.openapi import app_functions
 from shared.core.settings import Settings, get_settings
 from shared.core.telemetry import setup_logging
@@ -190,6 +197,30 @@ async def prepare(settings: Settings, *, run_migrations: bool) -> str:
     return key
 
 
+# How the reload child builds its app (it imports this module afresh, so the parent's choice
+# travels in the environment).
+_QUEUES_ENV = "ASCENT_DEVHOST_QUEUES"
+
+
+def reload_app() -> Starlette:
+    """The app of a `--reload` server process: the catalog checked first, as at start."""
+    import os
+
+    try:
+        loaded()
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    return build_asgi(queues=os.environ.get(_QUEUES_ENV) == "1")
+
+
+def watched_dirs(extra: list[Path]) -> list[str]:
+    """The folders `--reload` watches: those of the catalog's modules, and `extra`."""
+    found = {Path(spec.source).resolve().parent for spec in loaded().specs.values()}
+    found.update(path.resolve() for path in extra)
+    return sorted(str(path) for path in found)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the dev host: prepare the database, print the URL and key, serve until stopped."""
     parser = argparse.ArgumentParser(prog="python -m local.devhost", description=__doc__)
@@ -203,13 +234,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-jobs", action="store_true", help="do not run the scheduled jobs on their crons"
     )
+    parser.add_argument(
+        "--reload", action="store_true", help="restart when the agents' code changes"
+    )
+    parser.add_argument(
+        "--reload-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="another folder --reload watches (repeatable)",
+    )
     args = parser.parse_args(argv)
+    try:
+        loaded()
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     settings = get_settings()
     # Redacted, enriched lines (tenant, run, thread and trace ids); JSON with ASCENT_LOG_FORMAT.
     setup_logging(args.log_level.upper(), json_lines=settings.log_format == "json")
 
     key = asyncio.run(prepare(settings, run_migrations=not args.no_migrate))
-    asgi = build_asgi(queues=not args.no_queues and settings.queue_backend != "inline")
+    queues = not args.no_queues and settings.queue_backend != "inline"
     base = f"http://{args.host}:{args.port}/{read_route_prefix()}".rstrip("/")
     print(f"Ascent dev host on {base}  (model: {settings.model_provider})", flush=True)
     print(f"Development API key: {key}", flush=True)
@@ -218,9 +264,28 @@ def main(argv: list[str] | None = None) -> int:
         "-H 'Content-Type: application/json' -d '{\"input\": \"Hi, my name is Ada\"}'",
         flush=True,
     )
-    config = uvicorn.Config(
-        asgi, host=args.host, port=args.port, log_level=args.log_level, access_log=False
-    )
+    if args.reload:
+        import os
+
+        os.environ[_QUEUES_ENV] = "1" if queues else "0"
+        config = uvicorn.Config(
+            "local.devhost:reload_app",
+            factory=True,
+            reload=True,
+            reload_dirs=watched_dirs(args.reload_dir),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+        )
+    else:
+        config = uvicorn.Config(
+            build_asgi(queues=queues),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+        )
     scheduler = None
     if not args.no_jobs:
         # Each scheduled job of aca_jobs.JOBS runs in a child process at its cron times.
@@ -229,7 +294,14 @@ def main(argv: list[str] | None = None) -> int:
         scheduler = JobScheduler()
         scheduler.start()
     try:
-        uvicorn.Server(config).run()
+        if args.reload:
+            # The reloader runs the server in a child process it restarts on each change.
+            from uvicorn.supervisors import ChangeReload
+
+            sock = config.bind_socket()
+            ChangeReload(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        else:
+            uvicorn.Server(config).run()
     finally:
         if scheduler is not None:
             scheduler.stop()

@@ -11,9 +11,9 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shared.agents.assistant import EXPRESSION_PATTERN, TIMEZONE_PATTERN, calculation, time_in
+from examples.assistant import EXPRESSION_PATTERN, TIMEZONE_PATTERN, calculation, time_in
+from examples.tech_support import explain_error
 from shared.agents.mcp_servers import TOOLS_KEY_HEADER
-from shared.agents.tech_support import explain_error
 from shared.core.settings import get_settings
 
 NAME: Final = "ascent-tools"

@@ -42,6 +42,9 @@ param otlpEndpoint string = ''
 @description('SESSION_BACKEND of the function app: dapr = the sidecar state store on Azure Managed Redis. Jobs have no sidecar and use sql.')
 param sessionBackend string = 'dapr'
 
+@description('ASCENT_AGENTS: the agent modules the app serves, comma-separated (empty: the demo agents). docs/agents.md.')
+param agents string = ''
+
 @secure()
 @description('Secret settings by env var name (OPENAI_API_KEY, ASCENT_DEV_API_KEY, ASCENT_ADMIN_KEY, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ASCENT_MCP_TOOLS_TOKEN, ASCENT_MCP_SECRETS), filled by azd from the environment; empty values are not stored.')
 param secretSettings object
@@ -258,6 +261,8 @@ var sharedEnv = [
   { name: 'QUEUE_BACKEND', value: 'azure' }
   // The demo agents call the shared tools on the MCP tool server (internal ingress only).
   { name: 'ASCENT_MCP_TOOLS_URL', value: mcpTools.outputs.url }
+  // The agent modules served (azd env set ASCENT_AGENTS ...; empty: the demo agents).
+  { name: 'ASCENT_AGENTS', value: agents }
 ]
 var tunableEnv = [for item in tunableList: { name: item.key, value: item.value }]
 

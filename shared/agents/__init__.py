@@ -1,37 +1,31 @@
-"""The agent catalog: every agent the API serves, by name, built once per process.
+"""The agents wing: the catalog the API serves (loaded from the agent developer's code, see
+shared/agents/loading.py), each agent built and gated once per process.
 
-It is static code, so it needs no Redis cache (shared/platform/cache.py): nothing in it changes at
-run time, and each process's `get_agent` memo can never go stale.
+Nothing here loads the catalog at import: the first `get_agent` or `catalog()` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
 from agents import Agent, FunctionTool
 
-from shared.agents import assistant, billing, tech_support, triage
+from shared.agents.loading import AgentSpec, CatalogError, catalog, loaded
 from shared.agents.mcp_servers import with_mcp_servers
 from shared.core.errors import NotFound
-from shared.security.tool_approval import gate_tools
+from shared.security.tool_approval import gate_tools, reachable_agents
+
+__all__ = ["AgentSpec", "CatalogError", "agent_spec", "catalog", "catalog_tools", "get_agent"]
 
 
-@dataclass(frozen=True)
-class AgentSpec:
-    """A catalog entry: the public name and description, and how to build the agent."""
-
-    name: str
-    description: str
-    build: Callable[[], Agent[Any]]
-
-
-CATALOG: dict[str, AgentSpec] = {
-    m.NAME: AgentSpec(m.NAME, m.DESCRIPTION, m.build)
-    for m in (triage, assistant, billing, tech_support)
-}
+def agent_spec(name: str) -> AgentSpec:
+    """The catalog entry with this name, or NotFound."""
+    spec = catalog().get(name)
+    if spec is None:
+        raise NotFound(f"No agent named {name!r}.")
+    return spec
 
 
 @cache
@@ -41,21 +35,18 @@ def get_agent(name: str) -> Agent[Any]:
     Its write and spend tools pause for human approval (shared/security/tool_approval.py);
     the MCP servers it declares are attached (shared/agents/mcp_servers.py).
     """
-    spec = CATALOG.get(name)
-    if spec is None:
-        raise NotFound(f"No agent named {name!r}.")
-    return gate_tools(with_mcp_servers(spec.build(), name))
+    spec = agent_spec(name)
+    return gate_tools(with_mcp_servers(loaded().agents[name], name, spec.mcp_servers))
 
 
 def catalog_tools() -> Iterator[tuple[str, str]]:
     """Yield (agent name, tool name) for every tool reachable in the catalog, via handoffs."""
     seen: set[int] = set()
-    stack: list[Agent[Any]] = [get_agent(name) for name in CATALOG]
-    while stack:
-        agent = stack.pop()
-        if id(agent) in seen:
-            continue
-        seen.add(id(agent))
-        for tool in agent.tools:
-            yield agent.name, tool.name if isinstance(tool, FunctionTool) else type(tool).__name__
-        stack.extend(h for h in agent.handoffs if isinstance(h, Agent))
+    for name in catalog():
+        for agent in reachable_agents(get_agent(name)):
+            if id(agent) in seen:
+                continue
+            seen.add(id(agent))
+            for tool in agent.tools:
+                kind = tool.name if isinstance(tool, FunctionTool) else type(tool).__name__
+                yield agent.name, kind

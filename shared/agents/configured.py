@@ -21,14 +21,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any, Final, Literal
 
-from agents import Agent, FunctionTool, ModelSettings, RunContextWrapper
+from agents import Agent, FunctionTool, ModelSettings, RunContextWrapper, RunHooks
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Table, and_, select
 
-from shared.agents import CATALOG, get_agent
+from shared.agents import agent_spec, catalog, get_agent
 from shared.core.errors import NotFound, ValidationFailed
 from shared.db import direct
 from shared.db.assistant_models import Assistant, AssistantVersion
@@ -50,14 +50,21 @@ def catalog_assistant_id(graph_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE_GRAPH, graph_id))
 
 
-CATALOG_IDS: Final[dict[str, str]] = {catalog_assistant_id(name): name for name in CATALOG}
+def catalog_ids() -> dict[str, str]:
+    """The catalog agents by their default assistant's id (loads the catalog at first use)."""
+    return _catalog_ids(tuple(catalog()))
+
+
+@cache
+def _catalog_ids(names: tuple[str, ...]) -> dict[str, str]:
+    return {catalog_assistant_id(name): name for name in names}
 
 
 def catalog_name(ref: str) -> str | None:
     """The catalog agent a reference names (its name or its default assistant's id), or None."""
-    if ref in CATALOG:
+    if ref in catalog():
         return ref
-    return CATALOG_IDS.get(ref.lower())
+    return catalog_ids().get(ref.lower())
 
 
 def as_uuid(ref: str) -> str | None:
@@ -255,11 +262,13 @@ def _load_settings(
 
 @dataclass(frozen=True)
 class RunAgent:
-    """The agent a run executes, and the model name its assistant chose (None: the
-    deployment's)."""
+    """The agent a run executes; the model name its assistant or its declaration chose (None:
+    the deployment's); its declaration's turn limit (None: ASCENT_MAX_TURNS) and run hooks."""
 
     agent: Agent[Any]
     model: str | None = None
+    max_turns: int | None = None
+    hooks: RunHooks[Any] | None = None
 
 
 async def agent_for_run(tenant_id: str, agent: str, config: Json | None) -> RunAgent:
@@ -269,9 +278,10 @@ async def agent_for_run(tenant_id: str, agent: str, config: Json | None) -> RunA
     each turn, which costs O(runs) each at a thousand runs in flight.
     """
     base = get_agent(agent)
+    spec = agent_spec(agent)
     bound = bound_of(config)
     if bound is None:
-        return RunAgent(base.clone())
+        return RunAgent(base.clone(), spec.model, spec.max_turns, spec.hooks)
     assistant_id, version = bound
     found = await direct.read(
         partial(_load_settings, tenant_id=tenant_id, assistant_id=assistant_id, version=version)
@@ -280,4 +290,6 @@ async def agent_for_run(tenant_id: str, agent: str, config: Json | None) -> RunA
         raise NotFound(f"Assistant {assistant_id!r} version {version} no longer exists.")
     graph_id, stored_config, stored_context = found
     settings = settings_of(graph_id, stored_config, stored_context)
-    return RunAgent(configure(base, settings), settings.model)
+    return RunAgent(
+        configure(base, settings), settings.model or spec.model, spec.max_turns, spec.hooks
+    )

@@ -164,9 +164,11 @@ def shared_tools_server(agent: str) -> McpServerDecl | None:
     )
 
 
-def declared_servers(agent: str) -> list[McpServerDecl]:
-    """Every MCP server the catalog agent `agent` uses (ValueError for bad ASCENT_MCP_SERVERS)."""
+def declared_servers(agent: str, own: tuple[McpServerDecl, ...] = ()) -> list[McpServerDecl]:
+    """Every MCP server the catalog agent `agent` uses: the shared tool server, those its
+    declaration lists (`own`), then ASCENT_MCP_SERVERS' (ValueError when that is invalid)."""
     found = [d for d in (shared_tools_server(agent),) if d is not None]
+    found.extend(own)
     raw = get_settings().mcp_servers.strip()
     if raw:
         try:
@@ -177,10 +179,12 @@ def declared_servers(agent: str) -> list[McpServerDecl]:
     return found
 
 
-def with_mcp_servers(agent: Agent[Any], name: str) -> Agent[Any]:
+def with_mcp_servers(
+    agent: Agent[Any], name: str, own: tuple[McpServerDecl, ...] = ()
+) -> Agent[Any]:
     """The catalog agent with the MCP servers it declares; the shared tool server's tools
     replace the in-process copies of the same name."""
-    declared = declared_servers(name)
+    declared = declared_servers(name, own)
     if not declared:
         return agent
     served = set(SHARED_TOOLS.get(name, ())) if shared_tools_server(name) is not None else set()

@@ -24,13 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, select
 
-from shared.agents import CATALOG, AgentSpec, configured, get_agent
+from shared.agents import AgentSpec, catalog, configured, get_agent
 from shared.api.protocol import MAX_PAGE, agent_schemas
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.db.assistant_models import Assistant, AssistantAudit, AssistantVersion
 from shared.db.engine import db_session
 from shared.db.models import utcnow
-from shared.db.views import aware, iso
+from shared.db.types import as_utc
+from shared.db.views import iso
 from shared.security.auth import Principal
 
 Json = dict[str, Any]
@@ -295,9 +296,9 @@ def _audit(
 
 
 def _check_graph(graph_id: str) -> None:
-    if graph_id not in CATALOG:
+    if graph_id not in catalog():
         raise ValidationFailed(
-            f"No agent (graph) {graph_id!r}; use one of {sorted(CATALOG)}.",
+            f"No agent (graph) {graph_id!r}; use one of {sorted(catalog())}.",
             errors=[{"loc": ["graph_id"], "msg": "unknown graph"}],
         )
 
@@ -338,7 +339,7 @@ async def create(principal: Principal, body: AssistantCreate) -> Json:
     name = configured.catalog_name(assistant_id)
     if name is not None:
         if body.if_exists == "do_nothing":
-            return catalog_json(CATALOG[name])
+            return catalog_json(catalog()[name])
         raise Conflict(f"Assistant {assistant_id!r} already exists.")
     now = utcnow()
     fields: Json = {
@@ -371,7 +372,7 @@ async def get(principal: Principal, assistant_id: str) -> Json:
     """An assistant: a catalog default (by id or graph name) or the tenant's own."""
     name = configured.catalog_name(assistant_id)
     if name is not None:
-        return catalog_json(CATALOG[name])
+        return catalog_json(catalog()[name])
     return assistant_json(await _row(principal, assistant_id))
 
 
@@ -486,7 +487,7 @@ async def versions(principal: Principal, assistant_id: str, body: VersionSearch)
     """An assistant's versions matching the metadata, newest first."""
     name = configured.catalog_name(assistant_id)
     if name is not None:
-        found = [catalog_json(CATALOG[name])]
+        found = [catalog_json(catalog()[name])]
     else:
         row = await _row(principal, assistant_id)
         async with db_session() as db:
@@ -526,7 +527,7 @@ async def _all(principal: Principal, graph_id: str | None) -> list[Json]:
         stmt = stmt.where(Assistant.graph_id == graph_id)
     async with db_session() as db:
         rows = (await db.exec(stmt)).all()
-    return [catalog_json(spec) for spec in CATALOG.values()] + [assistant_json(r) for r in rows]
+    return [catalog_json(spec) for spec in catalog().values()] + [assistant_json(r) for r in rows]
 
 
 async def search(principal: Principal, body: AssistantSearch) -> tuple[list[Json], int | None]:
@@ -539,7 +540,7 @@ async def search(principal: Principal, body: AssistantSearch) -> tuple[list[Json
     def order(a: Json) -> tuple[Any, str]:
         value = a[key]
         if key in ("created_at", "updated_at"):
-            return (aware(datetime.fromisoformat(value)), a["assistant_id"])
+            return (as_utc(datetime.fromisoformat(value)), a["assistant_id"])
         return (str(value), a["assistant_id"])
 
     found.sort(key=order, reverse=descending)

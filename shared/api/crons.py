@@ -23,7 +23,7 @@ from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.jobs_models import Cron
 from shared.db.models import utcnow
-from shared.db.views import aware
+from shared.db.types import as_utc
 from shared.runs.crons import next_occurrence, validate_schedule
 from shared.security import thread_access
 from shared.security.auth import Principal
@@ -116,7 +116,7 @@ def cron_json(cron: Cron) -> Json:
     """A cron in LangGraph's shape (with `agent_id` alongside `assistant_id`)."""
 
     def iso(moment: datetime | None) -> str | None:
-        return aware(moment).isoformat() if moment is not None else None
+        return as_utc(moment).isoformat() if moment is not None else None
 
     return {
         "cron_id": cron.id,
@@ -153,7 +153,7 @@ async def create_cron(
     tid = thread_id or (str(body.thread_id) if body.thread_id else None)
     moment = now or utcnow()
     first = next_occurrence(body.schedule, moment)
-    end = aware(body.end_time) if body.end_time is not None else None
+    end = as_utc(body.end_time) if body.end_time is not None else None
     if end is not None and first > end:
         raise ValidationFailed("end_time is before the schedule's first occurrence.")
     async with db_session() as db:
@@ -253,7 +253,7 @@ async def update_cron(
         if body.metadata is not None:
             cron.metadata_ = {**(cron.metadata_ or {}), **body.metadata}
         if "end_time" in body.model_fields_set:
-            cron.end_time = aware(body.end_time) if body.end_time is not None else None
+            cron.end_time = as_utc(body.end_time) if body.end_time is not None else None
         if body.schedule is not None:
             cron.schedule = body.schedule
         enabled = cron.next_run_at is not None if body.enabled is None else body.enabled

@@ -45,7 +45,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, Field, ValidationError
 from starlette.types import Message, Receive, Scope
 
-from shared.agents import CATALOG
+from shared.agents import catalog
 from shared.agents.memory_tools import (
     MAX_FACT_CHARS,
     RECALL_LIMIT,
@@ -333,7 +333,7 @@ def build_server() -> MCPServer[Any]:
             "key or user within its tenant."
         ),
     )
-    for spec in CATALOG.values():
+    for spec in catalog().values():
         _add_catalog_tool(server, spec.name, spec.description)
     for tool in (
         run_tenant_assistant,

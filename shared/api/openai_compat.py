@@ -97,7 +97,7 @@ from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import col, select
 
-from shared.agents import CATALOG, configured
+from shared.agents import catalog, configured
 from shared.api import sse
 from shared.api.openai_errors import error_body, status_of
 from shared.api.responses import check_parameters
@@ -370,7 +370,7 @@ async def list_models(tenant_id: str) -> ModelList:
     )
     async with db_session() as db:
         assistants = list((await db.exec(stmt)).all())
-    return ModelList(data=[model_card(name) for name in [*CATALOG, *assistants]])
+    return ModelList(data=[model_card(name) for name in [*catalog(), *assistants]])
 
 
 async def get_model_card(tenant_id: str, name: str) -> Model:

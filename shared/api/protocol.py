@@ -37,18 +37,20 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
+from agents.agent_output import AgentOutputSchema, AgentOutputSchemaBase
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from shared.agents import CATALOG, AgentSpec, configured
+from shared.agents import AgentSpec, catalog, configured, get_agent
 from shared.api import sse
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
 from shared.db import direct, repo
 from shared.db.engine import db_session
 from shared.db.models import Run, Thread, new_id, utcnow
-from shared.db.views import aware, iso, run_json
+from shared.db.types import as_utc
+from shared.db.views import iso, run_json
 from shared.memory.sessions import build_session
 from shared.outbox.webhooks import check_scheme
 from shared.runs import reviews, service
@@ -284,7 +286,7 @@ def search_agents(body: AgentSearch) -> list[Json]:
     """Catalog agents matching a name (substring) and metadata."""
     found = [
         agent_json(spec)
-        for spec in CATALOG.values()
+        for spec in catalog().values()
         if (body.name is None or body.name.lower() in spec.name.lower())
         and _matches({}, body.metadata)
     ]
@@ -293,7 +295,7 @@ def search_agents(body: AgentSearch) -> list[Json]:
 
 def get_agent_info(agent_id: str) -> Json:
     """One catalog agent, or NotFound."""
-    spec = CATALOG.get(agent_id)
+    spec = catalog().get(agent_id)
     if spec is None:
         raise NotFound(f"No agent {agent_id!r}.")
     return agent_json(spec)
@@ -313,9 +315,34 @@ _STATE_SCHEMA: Json = {
 }
 
 
+def structured_schema(agent_id: str) -> Json | None:
+    """The JSON Schema of the agent's structured output (`output_type`), or None for text."""
+    output_type = get_agent(agent_id).output_type
+    if output_type is None or output_type is str:
+        return None
+    schema = (
+        output_type
+        if isinstance(output_type, AgentOutputSchemaBase)
+        else AgentOutputSchema(output_type, strict_json_schema=False)
+    )
+    return None if schema.is_plain_text() else schema.json_schema()
+
+
 def agent_schemas(agent_id: str) -> Json:
-    """Input, output, state and config JSON Schemas of an agent."""
+    """Input, output, state and config JSON Schemas of an agent.
+
+    An agent with a structured output (`output_type`) answers with it as JSON text, and its
+    final state carries it as `structured_response`: the output schema says so.
+    """
     get_agent_info(agent_id)
+    structured = structured_schema(agent_id)
+    output_schema = _STATE_SCHEMA
+    if structured is not None:
+        output_schema = {
+            "type": "object",
+            "properties": {**_STATE_SCHEMA["properties"], "structured_response": structured},
+            "required": ["structured_response"],
+        }
     return {
         "agent_id": agent_id,
         "input_schema": {
@@ -325,7 +352,7 @@ def agent_schemas(agent_id: str) -> Json:
                 {"type": "array", "items": _MESSAGE_SCHEMA},
             ]
         },
-        "output_schema": _STATE_SCHEMA,
+        "output_schema": output_schema,
         "state_schema": _STATE_SCHEMA,
         "config_schema": {
             "type": "object",
@@ -993,7 +1020,7 @@ async def stream_thread(
                 thread_id=thread.id,
                 visible=thread_access.run_visible(principal),
             )
-        ordered = sorted(runs, key=lambda r: (aware(r.created_at), r.id))
+        ordered = sorted(runs, key=lambda r: (as_utc(r.created_at), r.id))
         if last is not None:
             index = next((i for i, r in enumerate(ordered) if r.id == last[0]), None)
             ordered = ordered[index:] if index is not None else ordered

@@ -113,7 +113,7 @@ from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.models import Run, new_id
 from shared.db.review_models import Review
-from shared.db.views import aware
+from shared.db.types import as_utc
 from shared.memory.sessions import build_session
 from shared.runs import client_tools, reviews, service
 from shared.runs.dispatch import spawn
@@ -561,8 +561,8 @@ def render(run: Run, output: list[ResponseOutputItem], *, status: str | None = N
     return Response(
         id=response_id(run.id),
         object="response",
-        created_at=aware(run.created_at).timestamp(),
-        completed_at=aware(finished).timestamp() if finished is not None else None,
+        created_at=as_utc(run.created_at).timestamp(),
+        completed_at=as_utc(finished).timestamp() if finished is not None else None,
         model=run.agent,
         status=cast(Any, state),
         output=output,

@@ -40,7 +40,8 @@ from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.db import repo
 from shared.db.engine import db_session
 from shared.db.models import Run, Thread, ThreadCheckpoint, new_id, utcnow
-from shared.db.views import aware, iso
+from shared.db.types import as_utc
+from shared.db.views import iso
 from shared.memory.sessions import build_session
 from shared.runs.messages import to_messages
 from shared.security import thread_access
@@ -149,7 +150,7 @@ async def _checkpoints(tenant_id: str, thread: Thread) -> list[_Checkpoint]:
     points = [
         _Checkpoint(
             checkpoint_id=run.id,
-            created_at=aware(run.finished_at or run.created_at),
+            created_at=as_utc(run.finished_at or run.created_at),
             history_len=run.history_len,
             values=values,
             metadata={
@@ -166,7 +167,7 @@ async def _checkpoints(tenant_id: str, thread: Thread) -> list[_Checkpoint]:
     points += [
         _Checkpoint(
             checkpoint_id=row.checkpoint_id,
-            created_at=aware(row.created_at),
+            created_at=as_utc(row.created_at),
             history_len=row.history_len,
             values=dict(row.values_ or {}),
             metadata=dict(row.metadata_ or {}),
@@ -197,7 +198,7 @@ async def _paused_state(
     seq = event.seq if event is not None else 0
     return _Checkpoint(
         checkpoint_id=str(uuid.uuid5(_PAUSE_NS, f"{run.id}:{seq}")),
-        created_at=aware(event.created_at if event is not None else run.created_at),
+        created_at=as_utc(event.created_at if event is not None else run.created_at),
         # The whole conversation so far: the thread's history holds the paused turn.
         history_len=-1,
         values=dict(thread.values_ or {}),
@@ -228,7 +229,7 @@ async def get_state(
         # has no checkpoint yet (checkpoint_id null, as LangGraph answers for a new thread).
         empty = _Checkpoint(
             checkpoint_id="",
-            created_at=aware(thread.created_at),
+            created_at=as_utc(thread.created_at),
             history_len=len(items),
             values=dict(thread.values_ or {}),
             metadata={},

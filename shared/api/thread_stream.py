@@ -51,7 +51,7 @@ from shared.core.settings import get_settings
 from shared.db import direct, repo
 from shared.db.engine import db_session
 from shared.db.models import Run, RunEvent, Thread
-from shared.db.views import aware
+from shared.db.types import as_utc
 from shared.platform.notify import get_notifier
 from shared.runs.records import EventRow, thread_runs_topic
 from shared.runs.watch import PAGE, follow, read_events, wake_timeout
@@ -222,7 +222,7 @@ async def _thread_runs(
             .group_by(col(RunEvent.run_id))
         )
         last = {run_id: int(seq or 0) for run_id, seq in (await db.exec(stmt)).all()}
-    ordered = sorted(runs, key=lambda r: (aware(r.created_at), r.id))
+    ordered = sorted(runs, key=lambda r: (as_utc(r.created_at), r.id))
     offsets: dict[str, int] = {}
     total = 0
     for run in ordered:

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(256 * 1024, ge=1024, alias="ASCENT_MAX_BODY_BYTES")
     max_input_chars: int = Field(32_000, ge=1, alias="ASCENT_MAX_INPUT_CHARS")
     max_turns: int = Field(10, ge=1, le=100, alias="ASCENT_MAX_TURNS")
+    # The agent developer's modules the catalog serves, comma-separated (empty: the
+    # `ascent.agents` entry points, else the demo agents in examples/; shared/agents/loading.py).
+    agents: str = Field("", alias="ASCENT_AGENTS")
     history_limit: int = Field(200, ge=1, alias="ASCENT_HISTORY_LIMIT")
 
     dev_api_key: SecretStr | None = Field(None, alias="ASCENT_DEV_API_KEY")

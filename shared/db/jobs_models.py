@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Column, Float, Index, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from shared.db.models import new_id, utcnow
+from shared.db.types import UTCDateTime
 
 
 class TenantRetention(SQLModel, table=True):
@@ -28,7 +29,7 @@ class TenantRetention(SQLModel, table=True):
     run_events_days: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     store_days: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -55,7 +56,7 @@ class UsageDaily(SQLModel, table=True):
     total_tokens: int = 0
     cost_usd: float = Field(default=0.0, sa_column=Column(Float, nullable=False))
     updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -71,12 +72,12 @@ class ThreadConsolidation(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)
     thread_id: str = Field(primary_key=True, max_length=64)
     status: str = Field(default="working", max_length=10)
-    thread_updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    lease_until: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    thread_updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    lease_until: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     claimed_by: str = Field(max_length=64)
     memory_key: str | None = Field(default=None, max_length=256)
     consolidated_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
 
 
@@ -100,16 +101,14 @@ class Cron(SQLModel, table=True):
         default_factory=dict, sa_column=Column("metadata", JSON, nullable=False)
     )
     next_run_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
-    end_time: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
+    end_time: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -125,14 +124,14 @@ class CronFire(SQLModel, table=True):
     __table_args__ = (Index("ix_cron_fires_tenant", "tenant_id"),)
     cron_id: str = Field(primary_key=True, max_length=64)
     scheduled_for: datetime = Field(
-        sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
+        sa_column=Column(UTCDateTime(), primary_key=True, nullable=False)
     )
     tenant_id: str = Field(foreign_key="tenants.id", max_length=64)
     run_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     enqueued_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )

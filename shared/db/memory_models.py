@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text
+from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from shared.db.models import utcnow
+from shared.db.types import UTCDateTime
 
 # Namespace segments are joined with the ASCII unit separator: it cannot be typed by accident,
 # every database stores it in a text column, and the store refuses it inside a segment.
@@ -37,11 +38,11 @@ class StoreItem(SQLModel, table=True):
     embedding: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     embedding_model: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     expires_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )

@@ -6,9 +6,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Column, Index, Integer, String, Text
 from sqlalchemy.sql.expression import false as sa_false
 from sqlmodel import Field, SQLModel
+
+from shared.db.types import UTCDateTime
 
 
 def utcnow() -> datetime:
@@ -28,7 +30,7 @@ class Tenant(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     name: str = Field(max_length=200)
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -42,10 +44,10 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(max_length=64)
     name: str = Field(default="default", max_length=200)
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     revoked_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
 
 
@@ -64,10 +66,10 @@ class Thread(SQLModel, table=True):
         default_factory=dict, sa_column=Column("metadata", JSON, nullable=False)
     )
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     # Agent Protocol: free-form state values (PATCH /threads) and the run holding the thread.
     values_: dict[str, Any] | None = Field(
@@ -89,7 +91,7 @@ class ThreadGrant(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenants.id", max_length=64)
     granted_by: str = Field(max_length=200)
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -116,7 +118,7 @@ class ThreadCheckpoint(SQLModel, table=True):
         default=None, sa_column=Column("metadata", JSON, nullable=True)
     )
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -146,10 +148,10 @@ class Run(SQLModel, table=True):
     output_tokens: int = 0
     total_tokens: int = 0
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     finished_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     # Agent Protocol (RunCreate fields and execution state).
     metadata_: dict[str, Any] | None = Field(
@@ -171,13 +173,13 @@ class Run(SQLModel, table=True):
         sa_column=Column(Boolean, nullable=False, server_default=sa_false()),
     )
     not_before: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     started_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     updated_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     # How many conversation items the thread held when the run finished (its history entry).
     history_len: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
@@ -185,7 +187,7 @@ class Run(SQLModel, table=True):
     # it works; once it lapses (the worker died) a redelivery or the sweeper takes the run over.
     lease_owner: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     lease_expires_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     # Conversation items the thread held when the run first started: a takeover trims back to it.
     history_start: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
@@ -209,5 +211,5 @@ class RunEvent(SQLModel, table=True):
     event: str = Field(max_length=40)
     data: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

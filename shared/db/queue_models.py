@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, Integer, String, Text
+from sqlalchemy import Column, Index, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from shared.db.models import new_id, utcnow
+from shared.db.types import UTCDateTime
 
 
 class QueueMessage(SQLModel, table=True):
@@ -27,9 +28,9 @@ class QueueMessage(SQLModel, table=True):
     dequeue_count: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     pop_receipt: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     inserted_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     visible_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
-    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

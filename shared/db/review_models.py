@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, Float, Index, Text, UniqueConstraint
 from sqlalchemy.sql.expression import false as sa_false
 from sqlmodel import Field, SQLModel
 
 from shared.db.models import new_id, utcnow
+from shared.db.types import UTCDateTime
 
 
 class RunPause(SQLModel, table=True):
@@ -26,7 +27,7 @@ class RunPause(SQLModel, table=True):
     state: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     output: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -52,11 +53,11 @@ class Review(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     status: str = Field(default="pending", max_length=10)  # pending|approved|rejected|expired
     requested_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
-    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     decided_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     decided_by: str | None = Field(default=None, max_length=200)
     comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -77,9 +78,7 @@ class ReviewAudit(SQLModel, table=True):
     actor: str = Field(max_length=200)
     comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class ToolPolicy(SQLModel, table=True):
@@ -90,7 +89,7 @@ class ToolPolicy(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)
     auto_approve: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -103,7 +102,7 @@ class ThreadToolApproval(SQLModel, table=True):
     tool: str = Field(primary_key=True, max_length=200)
     review_id: str = Field(max_length=64)
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -121,5 +120,5 @@ class Refund(SQLModel, table=True):
     call_id: str = Field(max_length=200)
     amount: float = Field(sa_column=Column(Float, nullable=False))
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

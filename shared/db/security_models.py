@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Integer
+from sqlalchemy import Column, Integer
 from sqlmodel import Field, SQLModel
 
 from shared.db.models import utcnow
+from shared.db.types import UTCDateTime
 
 
 class TenantIdentity(SQLModel, table=True):
@@ -25,7 +26,7 @@ class TenantIdentity(SQLModel, table=True):
     jwks_url: str = Field(max_length=1000)
     entra_tenant_id: str | None = Field(default=None, index=True, max_length=64)
     updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
 
@@ -44,5 +45,5 @@ class TenantLimits(SQLModel, table=True):
     concurrent_runs: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     tokens_per_day: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

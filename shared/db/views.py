@@ -6,20 +6,16 @@ alongside): the API answers it, and a run's webhook POSTs it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.db.models import Run
-
-
-def aware(moment: datetime) -> datetime:
-    """A timestamp as timezone-aware UTC (SQLite hands them back naive)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+from shared.db.types import as_utc
 
 
 def iso(moment: datetime | None) -> str | None:
     """An ISO 8601 UTC timestamp, or None."""
-    return aware(moment).isoformat() if moment is not None else None
+    return as_utc(moment).isoformat() if moment is not None else None
 
 
 def public_thread_id(run: Run) -> str | None:

@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import ColumnElement, and_, column, func, or_
@@ -114,11 +114,6 @@ def join_namespace(namespace: Sequence[str]) -> str:
 def split_namespace(stored: str) -> Namespace:
     """The labels of a stored namespace."""
     return tuple(stored.split(NAMESPACE_SEPARATOR)) if stored else ()
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _leaf_texts(value: Any, out: list[str]) -> None:
@@ -250,9 +245,9 @@ def _to_item(row: _ItemRow, score: float | None = None) -> MemoryItem:
         namespace=split_namespace(row.namespace),
         key=row.key,
         value=dict(row.value),
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
-        expires_at=_aware(row.expires_at) if row.expires_at is not None else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        expires_at=row.expires_at,
         score=score,
     )
 

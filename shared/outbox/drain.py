@@ -27,7 +27,7 @@ from shared.db import direct
 from shared.db.direct import Tx
 from shared.db.event_models import OutboxEvent, WebhookDelivery
 from shared.db.models import new_id, utcnow
-from shared.db.views import aware
+from shared.db.types import as_utc
 from shared.outbox.events import (
     CLAIM_SECONDS,
     DRAIN_HORIZON_SECONDS,
@@ -118,8 +118,8 @@ def due_events(tx: Tx, *, limit: int = 100) -> list[Due]:
     later: dict[str, list[Due]] = {}
     stopped: set[str] = set()
     for r in rows:
-        waiting = r.next_attempt_at is not None and aware(r.next_attempt_at) > now
-        claimed = r.claimed_until is not None and aware(r.claimed_until) >= now
+        waiting = r.next_attempt_at is not None and as_utc(r.next_attempt_at) > now
+        claimed = r.claimed_until is not None and as_utc(r.claimed_until) >= now
         if r.subject in stopped or waiting or claimed:
             stopped.add(r.subject)  # what follows must wait for this one
             continue
@@ -293,7 +293,7 @@ def _next_due_in(tx: Tx, *, events: bool) -> float | None:
         moments.append(hook)
     if not moments:
         return None
-    earliest = min(aware(m) for m in moments)
+    earliest = min(as_utc(m) for m in moments)
     return max(0.0, (earliest - utcnow()).total_seconds())
 
 

@@ -14,7 +14,19 @@ as Responses API events. Its rules, in order, for each call:
    its name or description shares a word with the message or a pattern matched, call it.
 4. If no handoff happened since the user's last message and a handoff's description shares a
    word with the message, hand off (the best-scoring one; ties go to the first listed).
-5. Otherwise answer: recall a stated fact, or acknowledge the message and what came before.
+5. Otherwise answer: recall a stated fact, or acknowledge the message and what came before
+   ("what are your instructions?" is answered with the agent's system instructions, so
+   dynamic instructions can be seen at work).
+
+How the answer is shaped follows the agent's settings, as a real model's would:
+
+- an agent with a structured output (`output_type`) gets a JSON object filled from the
+  conversation instead of text: per property, a string with a `pattern` takes its first match,
+  an `enum` the first value mentioned (else its first), a number the next number, a boolean
+  whether its name appears, a list `[]`, an optional field null, any other string the text
+  answer; a nested object it cannot fill (a `$ref`) ends the run with the SDK's error;
+- `ModelSettings.tool_choice="none"` skips rules 2 and 3 (no tool calls); `max_tokens` cuts the
+  text answer to that many words (a word counts as a token here).
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -56,9 +68,11 @@ OFFLINE_MODEL_NAME = "ascent-offline-1"
 
 _WORD = re.compile(r"[a-z0-9]+")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_FACT = re.compile(r"\bmy ([a-z]+) is ([^.,!?\n]+)", re.IGNORECASE)
+# "my name is Ada", "my favourite color is blue": a key of one or two words.
+_FACT = re.compile(r"\bmy ([a-z]+(?: [a-z]+)?) is ([^.,!?\n]+)", re.IGNORECASE)
 _USE = re.compile(r"\buse ([A-Za-z0-9_-]{1,64})")
-_QUESTION = re.compile(r"\bwhat(?:'s| is) my ([a-z]+)", re.IGNORECASE)
+_QUESTION = re.compile(r"\bwhat(?:'s| is) my ([a-z]+(?: [a-z]+)?)", re.IGNORECASE)
+_INSTRUCTIONS = re.compile(r"\bwhat (?:are|were) your instructions\b", re.IGNORECASE)
 _STOPWORDS = frozenset(
     """about above after again also among and any are because been before being below between
     both but can could did does doing down during each few for from further get had has have
@@ -179,8 +193,10 @@ def _tool_score(tool: FunctionTool, text: str) -> tuple[int, dict[str, Any]] | N
     return (score, args) if score > 0 else None
 
 
-def _answer(transcript: _Transcript) -> str:
+def _answer(transcript: _Transcript, instructions: str | None = None) -> str:
     text = transcript.last_user.strip()
+    if _INSTRUCTIONS.search(text):
+        return f"My instructions: {instructions}" if instructions else "I have no instructions."
     facts: dict[str, str] = {}
     for earlier in transcript.user_messages[:-1]:
         for key, value in _FACT.findall(earlier):
@@ -200,6 +216,47 @@ def _answer(transcript: _Transcript) -> str:
     return reply + " (This is Ascent's offline model; configure MODEL_PROVIDER for a real one.)"
 
 
+def _structured_value(
+    name: str, prop: Mapping[str, Any], text: str, answer: str, numbers: Iterator[str]
+) -> Any:
+    """One property of a structured output, filled by the rules in the module docstring."""
+    options = prop.get("anyOf")
+    if isinstance(options, list):
+        concrete = [o for o in options if isinstance(o, Mapping) and o.get("type") != "null"]
+        if len(concrete) < len(options) or not concrete:
+            return None
+        prop = concrete[0]
+    kind = prop.get("type")
+    if "pattern" in prop:
+        match = re.search(str(prop["pattern"]).lstrip("^").rstrip("$"), text)
+        return match.group(0).strip() if match else ""
+    if "enum" in prop:
+        values = list(prop["enum"])
+        return next((v for v in values if str(v).lower() in text.lower()), values[0])
+    if kind in ("integer", "number"):
+        found = next(numbers, None)
+        number = float(found) if found is not None else 0.0
+        return int(number) if kind == "integer" else number
+    if kind == "boolean":
+        return name.replace("_", " ").lower() in text.lower()
+    if kind == "array":
+        return []
+    if kind == "string":
+        return answer
+    return {}
+
+
+def _structured(schema: Mapping[str, Any], text: str, answer: str) -> str:
+    """A structured output as JSON text, each property filled from the conversation."""
+    numbers = iter(_NUMBER.findall(text))
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    filled = {
+        name: _structured_value(name, prop, text, answer, numbers)
+        for name, prop in properties.items()
+    }
+    return json.dumps(filled)
+
+
 def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
@@ -212,10 +269,29 @@ class OfflineModel(Model):
         input: str | list[TResponseInputItem],
         tools: Iterable[Tool],
         handoffs: Iterable[Handoff],
+        *,
+        instructions: str | None = None,
+        settings: ModelSettings | None = None,
+        output_schema: AgentOutputSchemaBase | None = None,
     ) -> TResponseOutputItem:
         transcript = _Transcript.parse(input)
         text = transcript.last_user
-        function_tools = [t for t in tools if isinstance(t, FunctionTool)]
+        settings = settings or ModelSettings()
+        structured = (
+            output_schema.json_schema()
+            if output_schema is not None and not output_schema.is_plain_text()
+            else None
+        )
+
+        def say(answer: str, source: str) -> TResponseOutputItem:
+            if structured is not None:
+                return _message(_structured(structured, source, answer), seed)
+            if settings.max_tokens is not None:
+                answer = " ".join(answer.split()[: settings.max_tokens])
+            return _message(answer, seed)
+
+        may_call = settings.tool_choice != "none"
+        function_tools = [t for t in tools if isinstance(t, FunctionTool) and may_call]
         tool_names = {t.name for t in function_tools}
         handoff_list = list(handoffs)
         handoff_names = {h.tool_name for h in handoff_list}
@@ -227,7 +303,8 @@ class OfflineModel(Model):
             if c.get("name") in tool_names and c.get("call_id") in transcript.outputs_since_user
         ]
         if ran:
-            return _message(" ".join(output for _, output in ran), seed)
+            outputs = " ".join(output for _, output in ran)
+            return say(outputs, f"{outputs} {text}")
 
         named = _USE.search(text)
         chosen = next((t for t in function_tools if named and t.name == named.group(1)), None)
@@ -254,7 +331,7 @@ class OfflineModel(Model):
                 target = next(h for score, h in ranked if score == best)
                 return _function_call(target.tool_name, {}, seed)
 
-        return _message(_answer(transcript), seed)
+        return say(_answer(transcript, instructions), text)
 
     @staticmethod
     def _usage(input: str | list[TResponseInputItem], output: TResponseOutputItem) -> Usage:
@@ -283,7 +360,14 @@ class OfflineModel(Model):
     ) -> ModelResponse:
         """Decide the next step from the conversation and return it whole."""
         with generation_span(model=OFFLINE_MODEL, disabled=tracing.is_disabled()) as span:
-            item = self._decide(input, tools, handoffs)
+            item = self._decide(
+                input,
+                tools,
+                handoffs,
+                instructions=system_instructions,
+                settings=model_settings,
+                output_schema=output_schema,
+            )
             usage = self._usage(input, item)
             _trace_generation(span.span_data, tracing, input, item, usage)
         return ModelResponse(output=[item], usage=usage, response_id=f"resp_{item.id}")
@@ -305,7 +389,14 @@ class OfflineModel(Model):
         """Decide the next step and stream it as Responses API events (text word by word)."""
         # A model span like the SDK's own models make (a custom model must make its own).
         with generation_span(model=OFFLINE_MODEL, disabled=tracing.is_disabled()) as span:
-            item = self._decide(input, tools, handoffs)
+            item = self._decide(
+                input,
+                tools,
+                handoffs,
+                instructions=system_instructions,
+                settings=model_settings,
+                output_schema=output_schema,
+            )
             usage = self._usage(input, item)
             for event in _stream_events(item, usage):
                 yield event

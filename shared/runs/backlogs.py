@@ -24,7 +24,7 @@ from shared.db.event_models import OutboxEvent, WebhookDelivery
 from shared.db.models import utcnow
 from shared.db.queue_models import QueueMessage
 from shared.db.review_models import Review
-from shared.db.views import aware
+from shared.db.types import as_utc
 from shared.platform import observability
 from shared.platform.queues import RUNS_QUEUE
 
@@ -61,7 +61,7 @@ def read_backlogs() -> dict[str, float]:
         ).one()
         out["ascent.reviews.pending"] = float(pending)
         out["ascent.reviews.oldest_wait"] = (
-            max(0.0, (now - aware(oldest)).total_seconds()) if oldest is not None else 0.0
+            max(0.0, (now - as_utc(oldest)).total_seconds()) if oldest is not None else 0.0
         )
         events = conn.execute(
             select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
@@ -78,7 +78,7 @@ def read_backlogs() -> dict[str, float]:
             ).one()
             out["ascent.queue.depth"] = float(depth)
             out["ascent.queue.oldest_age"] = (
-                max(0.0, (now - aware(first)).total_seconds()) if first is not None else 0.0
+                max(0.0, (now - as_utc(first)).total_seconds()) if first is not None else 0.0
             )
     return out
 

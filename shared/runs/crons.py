@@ -55,7 +55,7 @@ from shared.db.direct import Tx
 from shared.db.engine import db_session
 from shared.db.jobs_models import Cron, CronFire
 from shared.db.models import Run, new_id, utcnow
-from shared.db.views import aware
+from shared.db.types import as_utc
 from shared.platform import observability
 from shared.runs import records, service
 from shared.runs.records import NewRun
@@ -85,13 +85,13 @@ def validate_schedule(schedule: str) -> str:
 
 def next_occurrence(schedule: str, after: datetime) -> datetime:
     """The first occurrence strictly after `after` (UTC)."""
-    found: datetime = croniter(schedule, aware(after).astimezone(UTC)).get_next(datetime)
+    found: datetime = croniter(schedule, as_utc(after).astimezone(UTC)).get_next(datetime)
     return found.astimezone(UTC)
 
 
 def latest_occurrence(schedule: str, now: datetime) -> datetime:
     """The last occurrence at or before `now` (UTC; cron has minute resolution)."""
-    moment = aware(now).astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    moment = as_utc(now).astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     found: datetime = croniter(schedule, moment).get_prev(datetime)
     return found.astimezone(UTC)
 
@@ -99,11 +99,11 @@ def latest_occurrence(schedule: str, now: datetime) -> datetime:
 def missed_between(schedule: str, first: datetime, last: datetime) -> int:
     """How many occurrences lie in [first, last) (the ones the catch-up policy skips)."""
     count = 0
-    moment = aware(first)
+    moment = as_utc(first)
     it = croniter(schedule, moment - timedelta(seconds=1))
     while count < _MAX_COUNTED:
         occurrence: datetime = it.get_next(datetime)
-        if occurrence >= aware(last):
+        if occurrence >= as_utc(last):
             break
         count += 1
     return count
@@ -168,10 +168,10 @@ async def _fire(cron: Cron, *, now: datetime) -> Fired | None:
     seen = cron.next_run_at
     if seen is None:
         return None
-    scheduled_for = max(latest_occurrence(cron.schedule, now), aware(seen))
-    skipped = missed_between(cron.schedule, aware(seen), scheduled_for)
+    scheduled_for = max(latest_occurrence(cron.schedule, now), as_utc(seen))
+    skipped = missed_between(cron.schedule, as_utc(seen), scheduled_for)
     following: datetime | None = next_occurrence(cron.schedule, scheduled_for)
-    if cron.end_time is not None and following is not None and following > aware(cron.end_time):
+    if cron.end_time is not None and following is not None and following > as_utc(cron.end_time):
         following = None
     principal = acting_principal(cron)
     payload = cron.payload or {}
@@ -313,7 +313,7 @@ async def dispatch_due(
     `now` is a parameter so tests move time instead of sleeping; the dispatch job passes
     nothing. `on_fired` runs after each committed fire (the job's step report).
     """
-    moment = aware(now) if now is not None else utcnow()
+    moment = as_utc(now) if now is not None else utcnow()
     batch = get_settings().job_batch_size
     fired: list[Fired] = []
     tried: set[str] = set()

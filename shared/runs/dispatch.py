@@ -30,7 +30,7 @@ from typing import Any
 
 from shared.core.settings import get_settings
 from shared.db.models import Run, utcnow
-from shared.db.views import aware
+from shared.db.types import as_utc
 from shared.platform import observability
 from shared.platform.queues import MAX_VISIBILITY_SECONDS, RUNS_QUEUE, get_queue_backend, send_text
 
@@ -96,7 +96,7 @@ async def enqueue_run(run: Run, *, inline: Executor) -> None:
             return
         delay = 0
         if run.not_before is not None:
-            remaining = (aware(run.not_before) - utcnow()).total_seconds()
+            remaining = (as_utc(run.not_before) - utcnow()).total_seconds()
             delay = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(remaining)))
         message = RunMessage(
             run_id=run.id, tenant_id=run.tenant_id, traceparent=observability.traceparent()

@@ -22,6 +22,7 @@ in shared/api/) only translate input and output.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import weakref
@@ -44,6 +45,7 @@ from agents import (
 )
 from agents.items import TResponseInputItem
 from agents.memory import Session
+from pydantic import BaseModel, PydanticSchemaGenerationError, TypeAdapter
 from sqlalchemy import bindparam, select
 
 from shared.agents.configured import RunAgent, agent_for_run
@@ -202,9 +204,30 @@ def run_input(run: Run) -> str | list[TResponseInputItem]:
     return run.input
 
 
-def max_turns(run: Run) -> int:
-    """ASCENT_MAX_TURNS, lowered by the run's `config.recursion_limit` when it asks for less."""
-    limit = get_settings().max_turns
+def structured_output(final_output: Any) -> Any:
+    """A structured output (`output_type`) as a JSON value; None for a text answer."""
+    if final_output is None or isinstance(final_output, str):
+        return None
+    if isinstance(final_output, BaseModel):
+        return final_output.model_dump(mode="json")
+    try:
+        return TypeAdapter(type(final_output)).dump_python(final_output, mode="json")
+    except (PydanticSchemaGenerationError, TypeError, ValueError):
+        return str(final_output)
+
+
+def output_text(final_output: Any) -> str:
+    """A run's answer as text: a structured output as JSON, text as it is."""
+    structured = structured_output(final_output)
+    if structured is None:
+        return "" if final_output is None else str(final_output)
+    return json.dumps(structured, separators=(",", ":"))
+
+
+def max_turns(run: Run, declared: int | None = None) -> int:
+    """The agent's declared limit (else ASCENT_MAX_TURNS), lowered by the run's
+    `config.recursion_limit` when it asks for less."""
+    limit = declared or get_settings().max_turns
     asked = (run.config or {}).get("recursion_limit")
     if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
         return min(limit, asked)
@@ -591,7 +614,8 @@ async def _execute(
         session=history.session,
         context=context,
         run_config=run_config_for(chosen),
-        max_turns=max_turns(run),
+        max_turns=max_turns(run, chosen.max_turns),
+        hooks=chosen.hooks,
     )
     ex.cancel.attach(result)
     with progress_sink(run.id, _progress_sink(ex)):
@@ -705,9 +729,10 @@ async def _drive(ex: Execution, history: History, result: RunResultStreaming) ->
         ex,
         history,
         "success",
-        output=str(result.final_output),
+        output=output_text(result.final_output),
         last_agent=result.last_agent.name,
         usage=usage,
+        structured=structured_output(result.final_output),
     )
 
 
@@ -759,12 +784,20 @@ async def _end(
     usage: dict[str, int] | None = None,
     partial: bool = False,
     redact: bool = False,
+    structured: Any = None,
 ) -> Outcome:
-    """Write the run's outcome in one transaction and show its closing events here."""
+    """Write the run's outcome in one transaction and show its closing events here.
+
+    A structured output is also the final state's `structured_response` (LangGraph's key for a
+    response format), so Agent Protocol clients read it as JSON.
+    """
     if partial and output is None:
         output = "".join(ex.partial)
     pending, items = await _closing(ex, history)
-    values = ex.log.stage("values", {"messages": to_messages(items)})
+    state: dict[str, Any] = {"messages": to_messages(items)}
+    if structured is not None:
+        state["structured_response"] = structured
+    values = ex.log.stage("values", state)
     ending = Ending(
         output=output if output is not None else "",
         last_agent=last_agent or ex.last_agent,

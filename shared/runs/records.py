@@ -35,7 +35,7 @@ from shared.core.errors import Conflict, NotFound
 from shared.core.settings import get_settings
 from shared.db.direct import Tx
 from shared.db.models import Run, RunEvent, Thread, ThreadCheckpoint, ThreadGrant, new_id, utcnow
-from shared.db.views import aware
+from shared.db.types import as_utc
 from shared.memory.sessions import clear_history, session_key, stage_history
 from shared.outbox import events as outbox
 from shared.outbox.webhooks import stage_run_end
@@ -517,13 +517,13 @@ def start_run(tx: Tx, run_id: str, *, owner: str, tenant_id: str | None = None) 
     if thread is None:
         end_run(tx, run, from_status="pending", status="error", error="thread deleted")
         return Start(ended="error")
-    if run.not_before is not None and aware(run.not_before) > utcnow():
-        return Start(wait_until=aware(run.not_before))
+    if run.not_before is not None and as_utc(run.not_before) > utcnow():
+        return Start(wait_until=as_utc(run.not_before))
     held = thread.status == "busy" and thread.active_run_id == run.id
     if not held:
         assert run.thread_id is not None
         held = _claim_thread(
-            tx, run.tenant_id, run.thread_id, run.id, queued_at=aware(run.created_at)
+            tx, run.tenant_id, run.thread_id, run.id, queued_at=as_utc(run.created_at)
         )
     if not held:
         return Start(busy=True)
@@ -705,7 +705,7 @@ def end_lapsed(tx: Tx, run_id: str, *, error: str) -> Run | None:
     run = load_run(tx, run_id)
     if run is None or run.status != "running" or run.lease_expires_at is None:
         return None
-    if aware(run.lease_expires_at) >= utcnow():
+    if as_utc(run.lease_expires_at) >= utcnow():
         return None
     try:
         end_run(

@@ -66,7 +66,8 @@ from shared.db.direct import Tx
 from shared.db.engine import db_session
 from shared.db.models import Run, new_id, utcnow
 from shared.db.review_models import Review, ReviewAudit, RunPause, ThreadToolApproval
-from shared.db.views import aware, iso
+from shared.db.types import as_utc
+from shared.db.views import iso
 from shared.memory.sessions import build_session, session_key, stage_history
 from shared.outbox import events as outbox
 from shared.platform import observability
@@ -583,7 +584,7 @@ async def decide(principal: Principal, review_id: str, body: ReviewDecision) -> 
         except IntegrityError:
             # Two reviews of one thread chose "always approve" at once: the other row stands.
             raise Conflict("The review changed concurrently; read it again.") from None
-    observability.review_decided((now - aware(review.requested_at)).total_seconds(), status)
+    observability.review_decided((now - as_utc(review.requested_at)).total_seconds(), status)
     resumed = await direct.write(
         lambda tx: resume_when_decided(tx, review.tenant_id, review.run_id)
     )

@@ -43,7 +43,7 @@ from shared.core.settings import get_settings
 from shared.db import direct, repo
 from shared.db.engine import db_session
 from shared.db.models import Run, new_id, utcnow
-from shared.db.views import aware
+from shared.db.types import as_utc
 from shared.memory.sessions import build_session
 from shared.outbox.drain import drain_soon
 from shared.platform import observability
@@ -405,7 +405,7 @@ async def sweep() -> SweepReport:
             expired.append(run.id)
             await enqueue(run)
     for run in waiting:
-        if run.not_before is not None and aware(run.not_before) > utcnow():
+        if run.not_before is not None and as_utc(run.not_before) > utcnow():
             continue
         if await _touch(run):
             stale.append(run.id)

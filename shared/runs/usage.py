@@ -22,6 +22,7 @@ from sqlmodel import col
 from shared.agents.configured import bound_of
 from shared.core.settings import get_settings
 from shared.db.models import Run
+from shared.db.types import as_utc
 from shared.platform.offline_model import OFFLINE_MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -96,11 +97,6 @@ class UsageKey:
     assistant_id: str
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 async def count_runs(
     connection: AsyncConnection, tenant_id: str, start: datetime, end: datetime
 ) -> dict[UsageKey, dict[str, int]]:
@@ -124,7 +120,7 @@ async def count_runs(
     for agent, config, created, requests, input_tokens, output_tokens, total_tokens in rows:
         bound = bound_of(config)
         key = UsageKey(
-            day=_aware(created).astimezone(UTC).date().isoformat(),
+            day=as_utc(created).astimezone(UTC).date().isoformat(),
             agent=agent,
             assistant_id=bound[0] if bound else "",
         )

@@ -16,7 +16,7 @@ Budgets (`.../limits`) live in shared/security/tenant_limits.py, next to their c
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,13 +28,21 @@ from shared.memory.retention import MAX_DAYS, get_retention, set_retention
 from shared.security.tenant_limits import require_tenant
 from shared.security.tool_approval import default_auto_approve
 from shared.security.tool_policy import (
-    TOOL_CLASSES,
     declared_mcp_classes,
     needs_approval_by_default,
+    tool_classes,
 )
 
-# Only write and spend tools pause for approval, so only they can be waived.
-APPROVABLE_TOOLS = tuple(sorted(t for t in TOOL_CLASSES if needs_approval_by_default(t)))
+
+def approvable_tools() -> tuple[str, ...]:
+    """The write and spend tools of the catalog: only they pause, so only they can be waived.
+
+    The catalog's tools are classified as it loads (shared/agents/loading.py), so a caller
+    validating a policy loads the catalog first (functions/admin_http.py does).
+    """
+    return tuple(sorted(t for t in tool_classes() if needs_approval_by_default(t)))
+
+
 MAX_POLICY_TOOLS = 64
 
 
@@ -110,13 +118,19 @@ async def set_tenant_retention(
 def _approvable(name: str) -> str:
     """Accept only a write or spend tool of the catalog, or of an MCP server ASCENT_MCP_SERVERS
     declares (a read tool never pauses)."""
-    if name not in APPROVABLE_TOOLS and declared_mcp_classes().get(name, "read") == "read":
-        raise ValueError(f"not a write or spend tool of the catalog: {', '.join(APPROVABLE_TOOLS)}")
+    approvable = approvable_tools()
+    if name not in approvable and declared_mcp_classes().get(name, "read") == "read":
+        raise ValueError(f"not a write or spend tool of the catalog: {', '.join(approvable)}")
     return name
 
 
+def _enum_of_approvable(schema: dict[str, Any]) -> None:
+    """List the approvable tools in the JSON Schema, as they are when the schema is made."""
+    schema["enum"] = list(approvable_tools())
+
+
 ApprovableTool = Annotated[
-    str, AfterValidator(_approvable), Field(json_schema_extra={"enum": list(APPROVABLE_TOOLS)})
+    str, AfterValidator(_approvable), Field(json_schema_extra=_enum_of_approvable)
 ]
 
 

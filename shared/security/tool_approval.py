@@ -15,10 +15,10 @@ Every `write` or `spend` tool of the catalog (shared/security/tool_policy.py) ge
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from agents import Agent, FunctionTool, RunContextWrapper
+from agents import Agent, FunctionTool, Handoff, RunContextWrapper
 from sqlmodel import select
 
 from shared.core.settings import get_settings
@@ -80,21 +80,33 @@ def approval_check(tool_name: str) -> ApprovalCheck:
     return needs_approval
 
 
-def gate_tools(agent: Agent[Any]) -> Agent[Any]:
-    """Give every write/spend function tool of the agent (and of agents it hands off to) its
-    approval check; tools are copied, so module-level tool objects stay untouched."""
+def reachable_agents(agent: Agent[Any]) -> Iterator[Agent[Any]]:
+    """The agent and every agent it hands off to (an Agent or an SDK `handoff()`), each once."""
     seen: set[int] = set()
-    stack = [agent]
+    stack: list[Agent[Any]] = [agent]
     while stack:
         current = stack.pop()
         if id(current) in seen:
             continue
         seen.add(id(current))
+        yield current
+        for target in current.handoffs:
+            if isinstance(target, Agent):
+                stack.append(target)
+            elif isinstance(target, Handoff) and target._agent_ref is not None:
+                referenced = target._agent_ref()
+                if isinstance(referenced, Agent):
+                    stack.append(referenced)
+
+
+def gate_tools(agent: Agent[Any]) -> Agent[Any]:
+    """Give every write/spend function tool of the agent (and of agents it hands off to) its
+    approval check; tools are copied, so module-level tool objects stay untouched."""
+    for current in list(reachable_agents(agent)):
         current.tools = [
             dataclasses.replace(tool, needs_approval=approval_check(tool.name))
             if isinstance(tool, FunctionTool) and needs_approval_by_default(tool.name)
             else tool
             for tool in current.tools
         ]
-        stack.extend(h for h in current.handoffs if isinstance(h, Agent))
     return agent

@@ -57,7 +57,9 @@ def test_the_dev_lock_includes_the_runtime_requirements() -> None:
 def test_make_install_uses_the_dev_lock() -> None:
     """`make install` (so `make test` and .ci/run) installs requirements-dev.lock."""
     makefile = (ROOT / "Makefile").read_text()
-    assert "pip install --quiet --disable-pip-version-check -r requirements-dev.lock" in makefile
+    assert "pip install --disable-pip-version-check --progress-bar on -r requirements-dev.lock" in (
+        makefile
+    )
     assert "$(VENV)/.installed: requirements.lock requirements-dev.lock" in makefile
 
 

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from agents import Agent, RunContextWrapper
 
+from examples.assistant import PROMPT
 from shared.agents import get_agent
-from shared.agents.assistant import PROMPT
 from shared.agents.configured import (
     Bound,
     bind_config,

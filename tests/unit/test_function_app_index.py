@@ -152,11 +152,18 @@ class TestTriggerMetadata:
 
 class TestImportIsSideEffectFree:
     def test_import_does_no_io(self, tmp_path: Path) -> None:
-        """Importing function_app with an unreachable database succeeds and writes nothing; with
-        both telemetry exporters set, it loads neither (they load on first use)."""
+        """Importing and indexing function_app with an unreachable database succeeds, writes
+        nothing, loads no agent module (neither ASCENT_AGENTS' nor the demo agents) and, with
+        both telemetry exporters set, neither exporter (they load on first use)."""
         # MODEL_PROVIDER=openai without a key is invalid too: an import that read settings fails.
         data_dir = tmp_path / "data"
         data_dir.mkdir()
+        agents_dir = tmp_path / "agents"
+        agents_dir.mkdir()
+        # A user agent module whose import leaves a mark on disk.
+        (agents_dir / "probe_agents.py").write_text(
+            f"open({str(data_dir / 'imported')!r}, 'w').close()\n"
+        )
         env = {
             **os.environ,
             "ASCENT_DATA_DIR": str(data_dir),
@@ -164,11 +171,17 @@ class TestImportIsSideEffectFree:
             "MODEL_PROVIDER": "openai",
             "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=0;IngestionEndpoint=http://127.0.0.1:1/",
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+            "ASCENT_AGENTS": "probe_agents",
+            "PYTHONPATH": str(agents_dir),
         }
         env.pop("OPENAI_API_KEY", None)
-        heavy = "('opentelemetry.sdk', 'opentelemetry.exporter', 'azure.monitor')"
+        loaded = (
+            "('opentelemetry.sdk', 'opentelemetry.exporter', 'azure.monitor', "
+            "'probe_agents', 'examples')"
+        )
         check = (
-            f"import sys, function_app; print([m for m in sys.modules if m.startswith({heavy})])"
+            "import sys, function_app; function_app.app.get_functions(); "
+            f"print(sorted(m for m in sys.modules if m.startswith({loaded})))"
         )
         done = subprocess.run(
             [sys.executable, "-c", check],
@@ -179,8 +192,8 @@ class TestImportIsSideEffectFree:
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-        assert list(data_dir.iterdir()) == []
         assert done.stdout.strip() == "[]"
+        assert list(data_dir.iterdir()) == []
 
     def test_mcp_tool_server_loads_on_first_request_only(self) -> None:
         """Indexing the app does not load the MCP tool server (it is built on the first call)."""

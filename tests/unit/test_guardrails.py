@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from agents import Agent, InputGuardrailTripwireTriggered, RunConfig, Runner
 
+from examples.triage import build as build_triage
 from shared.agents.guardrails import find_card_number, luhn_valid
-from shared.agents.triage import build as build_triage
 from shared.platform.offline_model import OfflineModelProvider
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from agents import AgentsException, FunctionTool
 
-from shared.agents import assistant, mcp_servers
+from examples import assistant
+from shared.agents import mcp_servers
 from shared.agents.mcp_servers import (
     IDEMPOTENCY_KEY,
     Connections,
@@ -226,8 +227,10 @@ def test_a_tenant_policy_may_waive_a_declared_mcp_write_tool(
     still refuses its read tools and undeclared names."""
     from pydantic import ValidationError
 
+    from shared.agents import catalog
     from shared.security.tenant_settings import ToolPolicyUpdate
 
+    catalog()  # classifies the catalog's tools (issue_refund is `spend`)
     use_env(monkeypatch, ASCENT_MCP_SERVERS=json.dumps({"billing": [SHOP.model_dump()]}))
     assert ToolPolicyUpdate(auto_approve=["refund", "issue_refund"]).auto_approve == [
         "refund",

@@ -24,7 +24,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from shared.agents import assistant, billing, tech_support
+from examples import assistant, billing, tech_support
 from shared.platform.offline_model import OfflineModel, OfflineModelProvider
 from shared.runs.client_tools import client_tool
 
@@ -176,6 +176,18 @@ class TestMemory:
             {"role": "user", "content": "What is my name?"},
         ]
         assert text_of(await decide(history)) == "Your name is Ada."
+
+    async def test_recalls_a_fact_with_a_two_word_key(self) -> None:
+        """'My favourite color is blue' is noted, then answers 'what is my favourite color?'."""
+        assert text_of(await decide("My favourite color is blue")) == (
+            "Noted: your favourite color is blue."
+        )
+        history: list[TResponseInputItem] = [
+            {"role": "user", "content": "My favourite color is blue"},
+            {"role": "assistant", "content": "Noted."},
+            {"role": "user", "content": "What is my favourite color?"},
+        ]
+        assert text_of(await decide(history)) == "Your favourite color is blue."
 
     async def test_says_so_when_the_fact_was_never_stated(self) -> None:
         """Asking for a fact nobody stated says it is unknown instead of inventing one."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.agents.billing import promised_refunds
+from examples.billing import promised_refunds
 from shared.core.errors import Conflict, ValidationFailed
 from shared.db.review_models import Review
 from shared.runs.reviews import (

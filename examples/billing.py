@@ -15,13 +15,16 @@ from agents import (
     Agent,
     GuardrailFunctionOutput,
     RunContextWrapper,
-    function_tool,
     output_guardrail,
 )
 from agents.tool_context import ToolContext
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
+from ascent import serve_agent, tool
+
+# The demo's refunds table belongs to the framework's schema (shared/db/review_models.py), so
+# this example reaches into internals; an agent of your own keeps its own storage.
 from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.review_models import Refund
@@ -50,7 +53,8 @@ def refund_amount(amount: float, days_since_purchase: int) -> float:
     return 0.0
 
 
-@function_tool
+# Computes a quote only; issuing the refund is the separate `spend` tool below.
+@tool(risk="read")
 def refund_quote(
     amount: Annotated[float, Field(ge=0, le=1_000_000)],
     days_since_purchase: Annotated[int, Field(ge=0, le=36_500)],
@@ -69,7 +73,8 @@ def refund_quote(
     )
 
 
-@function_tool
+# Records a refund (moves money): pauses for a reviewer unless the tenant waives it.
+@tool(risk="spend")
 async def issue_refund(
     ctx: ToolContext[Any],
     amount: Annotated[float, Field(gt=0, le=1_000_000)],
@@ -133,3 +138,6 @@ def build() -> Agent[Any]:
         tools=[refund_quote, issue_refund],
         output_guardrails=[refund_review],
     )
+
+
+agent = serve_agent(build, name=NAME, description=DESCRIPTION)

@@ -8,11 +8,10 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agents import Agent, function_tool
+from agents import Agent
 from pydantic import Field
 
-from shared.agents.guardrails import no_card_numbers
-from shared.agents.memory_tools import MEMORY_TOOLS
+from ascent import MEMORY_TOOLS, no_card_numbers, serve_agent, tool
 
 NAME = "assistant"
 DESCRIPTION = "A helpful assistant that can calculate and tell the time in any time zone."
@@ -57,7 +56,7 @@ def evaluate(expression: str) -> float:
     return walk(ast.parse(expression.replace("^", "**"), mode="eval").body)
 
 
-@function_tool
+@tool(risk="read")
 def calculate(
     expression: Annotated[str, Field(pattern=EXPRESSION_PATTERN, max_length=200)],
 ) -> str:
@@ -79,7 +78,7 @@ def calculation(expression: str) -> str:
     return f"{expression.strip()} = {shown}"
 
 
-@function_tool
+@tool(risk="read")
 def current_time(timezone: Annotated[str, Field(pattern=TIMEZONE_PATTERN)]) -> str:
     """Tell the current time in an IANA time zone such as Europe/Paris.
 
@@ -107,3 +106,6 @@ def build() -> Agent[Any]:
         tools=[calculate, current_time, *MEMORY_TOOLS],
         input_guardrails=[no_card_numbers],
     )
+
+
+agent = serve_agent(build, name=NAME, description=DESCRIPTION)

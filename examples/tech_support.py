@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from agents import Agent, RunContextWrapper, function_tool
+from agents import Agent, RunContextWrapper
 from pydantic import Field
 
-from shared.core.context import RunContext, emit_progress
+from ascent import RunContext, emit_progress, serve_agent, tool
 
 NAME = "tech_support"
 DESCRIPTION = (
@@ -28,7 +28,7 @@ ERROR_CODES: dict[str, str] = {
 }
 
 
-@function_tool
+@tool(risk="read")
 def lookup_error(
     ctx: RunContextWrapper[RunContext], code: Annotated[str, Field(pattern=r"E\d{3}")]
 ) -> str:
@@ -52,3 +52,6 @@ def build() -> Agent[Any]:
     return Agent(
         name=NAME, handoff_description=DESCRIPTION, instructions=PROMPT, tools=[lookup_error]
     )
+
+
+agent = serve_agent(build, name=NAME, description=DESCRIPTION)

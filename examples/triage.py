@@ -7,8 +7,8 @@ from typing import Any
 from agents import Agent
 from agents.extensions.handoff_prompt import prompt_with_handoff_instructions
 
-from shared.agents import billing, tech_support
-from shared.agents.guardrails import no_card_numbers
+from ascent import no_card_numbers, serve_agent
+from examples import billing, tech_support
 
 NAME = "triage"
 DESCRIPTION = "Front desk: answers general questions and hands off to billing or tech support."
@@ -28,3 +28,6 @@ def build() -> Agent[Any]:
         handoffs=[billing.build(), tech_support.build()],
         input_guardrails=[no_card_numbers],
     )
+
+
+agent = serve_agent(build, name=NAME, description=DESCRIPTION)
