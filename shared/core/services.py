@@ -50,7 +50,8 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._pings: dict[str, Ping] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: a factory may ask for another service (the engine reads the settings).
+        self._lock = threading.RLock()
 
     def register(self, name: str, factory: Callable[[], Any], *, per_loop: bool = False) -> None:
         """Record a service's factory (a second registration of a name replaces the first)."""

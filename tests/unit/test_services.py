@@ -133,3 +133,17 @@ async def test_a_configured_redis_is_pinged(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         await close_cache()
     assert report["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_a_factory_may_ask_for_another_service() -> None:
+    """Building a service that needs another unbuilt one (the engine needs the settings) works."""
+
+    @service("test.inner")
+    def inner() -> str:
+        return "inner"
+
+    @service("test.outer")
+    def outer() -> str:
+        return inner() + "+outer"
+
+    assert outer() == "inner+outer"
