@@ -17,6 +17,7 @@ from shared.core.errors import (
     AscentError,
     BadRequest,
     PayloadTooLarge,
+    ServiceUnavailable,
     ValidationFailed,
 )
 from shared.core.settings import get_settings
@@ -46,7 +47,7 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 def problem_from(error: AscentError) -> JSONResponse:
     """Map an Ascent error to its problem response (its detail is written to be safe to show)."""
     response = problem(error.status, error.code, error.title, error.detail, **error.extra)
-    if error.status == 429 and "retry_after" in error.extra:
+    if error.status in (429, 503) and "retry_after" in error.extra:
         response.headers["Retry-After"] = str(error.extra["retry_after"])
     return response
 
@@ -61,13 +62,50 @@ def api(handler: Handler) -> Handler:
             response = await handler(req)
         except AscentError as error:
             response = problem_from(error)
-        except Exception:
-            log.exception("unhandled error in %s", handler.__name__)
-            response = problem(500, "internal", "Internal error", "The server failed; try again.")
+        except Exception as exc:
+            if database_unavailable(exc):
+                # The database dropped the connection (restart, failover, a terminated
+                # backend): the pool reconnects by itself, so the client retries shortly.
+                log.warning("database unavailable in %s: %s", handler.__name__, type(exc).__name__)
+                response = problem_from(DATABASE_DOWN)
+            else:
+                log.exception("unhandled error in %s", handler.__name__)
+                response = problem(
+                    500, "internal", "Internal error", "The server failed; try again."
+                )
         response.headers.update(cors.response_headers(req.headers.get("origin")))
         return response
 
     return wrapper
+
+
+DATABASE_DOWN = ServiceUnavailable(
+    "The database is not reachable right now; retry shortly.", retry_after=2
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or its cause) is a lost or refused database connection, not a bug."""
+    # Function-local: the drivers are loaded already whenever a database call could fail.
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, DBAPIError) and (
+            seen.connection_invalidated or isinstance(seen, (OperationalError, InterfaceError))
+        ):
+            return True
+        module = type(seen).__module__
+        if module.startswith("psycopg") and type(seen).__name__ in (
+            "OperationalError",
+            "InterfaceError",
+            "AdminShutdown",
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 async def read_body(req: Request) -> bytes:

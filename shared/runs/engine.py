@@ -221,7 +221,8 @@ def run_config_for(chosen: RunAgent) -> RunConfig:
 
 
 class Leases:
-    """The leases this instance holds, renewed together every third of ASCENT_RUN_LEASE_SECONDS.
+    """The leases this instance holds (running runs, and pending runs it waits on), renewed
+    together every ASCENT_LEASE_HEARTBEAT_SECONDS (at most a third of the lease).
 
     One heartbeat per instance, in one transaction, not one task per run. When a renewal finds
     a lease gone (this executor stalled past it and another took the run over), the run's
@@ -244,7 +245,7 @@ class Leases:
         self._held.pop(run_id, None)
 
     async def _beat(self) -> None:
-        every = get_settings().run_lease_seconds / 3
+        every = get_settings().heartbeat_seconds
         while self._held:
             await asyncio.sleep(every)
             held = [(run_id, owner) for run_id, (owner, _) in self._held.items()]
