@@ -22,6 +22,7 @@ from shared.core.errors import (
 )
 from shared.core.settings import get_settings
 from shared.core.telemetry import install_redaction
+from shared.db.availability import RETRY_AFTER_SECONDS, database_unavailable
 from shared.security.auth import Principal
 
 log = logging.getLogger(__name__)
@@ -80,32 +81,8 @@ def api(handler: Handler) -> Handler:
 
 
 DATABASE_DOWN = ServiceUnavailable(
-    "The database is not reachable right now; retry shortly.", retry_after=2
+    "The database is not reachable right now; retry shortly.", retry_after=RETRY_AFTER_SECONDS
 )
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` (or its cause) is a lost or refused database connection, not a bug."""
-    # Function-local: the drivers are loaded already whenever a database call could fail.
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, DBAPIError) and (
-            seen.connection_invalidated or isinstance(seen, (OperationalError, InterfaceError))
-        ):
-            return True
-        module = type(seen).__module__
-        if module.startswith("psycopg") and type(seen).__name__ in (
-            "OperationalError",
-            "InterfaceError",
-            "AdminShutdown",
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 async def read_body(req: Request) -> bytes:

@@ -50,6 +50,7 @@ from shared.agents.mcp_servers import McpServerFailed, mcp_scope
 from shared.core.context import RunContext, progress_sink
 from shared.core.settings import get_settings
 from shared.db import direct
+from shared.db.availability import database_unavailable
 from shared.db.models import Run
 from shared.memory.sessions import HistoryBuffer, build_session, read_history, session_key
 from shared.outbox.drain import drain_soon
@@ -82,8 +83,8 @@ class Outcome:
     `status` is the run's: `success`, `error`, `timeout`, or `interrupted` (cancelled when
     `error == "cancelled"`, otherwise paused for review with `reviews`). `cause` says why a
     run failed: `input_guardrail`, `output_guardrail` (with `guardrail`), `model` (the model
-    gave no usable answer), `failed` (an error, class in `error`), `lost` (another executor
-    took the run over).
+    gave no usable answer), `failed` (an error, class in `error`), `unavailable` (the database
+    dropped a connection under it), `lost` (another executor took the run over).
     """
 
     run_id: str
@@ -171,6 +172,9 @@ def failure_of(exc: BaseException) -> Failure:
     if mcp is not None:
         # Its message names the server and what went wrong, never its URL or headers.
         return Failure("error", str(mcp), "mcp")
+    if database_unavailable(exc):
+        # The database dropped a connection under the run: the caller answers 503.
+        return Failure("error", type(exc).__name__, "unavailable")
     # Provider outages, timeouts and bugs: the class, never the message (may hold request data).
     return Failure("error", type(exc).__name__, "failed")
 

@@ -41,6 +41,7 @@ from shared.agents import configured
 from shared.core.errors import ServiceUnavailable
 from shared.core.settings import get_settings
 from shared.db import direct, repo
+from shared.db.availability import database_unavailable
 from shared.db.engine import db_session
 from shared.db.models import Run, new_id, utcnow
 from shared.db.views import aware
@@ -182,7 +183,10 @@ async def run_here(new: NewRun, *, principal: Principal) -> Handle:
         except Exception as exc:
             # A store failed under the run (no queue will retry it): end it, best effort.
             log.exception("run %s failed", run.id)
-            return await _fail_here(run, owner, type(exc).__name__)
+            outcome = await _fail_here(run, owner, type(exc).__name__)
+            if database_unavailable(exc):
+                outcome.cause = "unavailable"  # the caller answers 503, retry later
+            return outcome
         finally:
             unregister(live)
             await stack.aclose()
