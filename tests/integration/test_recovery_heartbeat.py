@@ -96,3 +96,18 @@ async def test_an_unreceived_run_past_its_dispatch_deadline_is_sent_again(
     await set_run(run.id, lease_expires_at=utcnow() - timedelta(seconds=1))
     assert (await sweep()).lapsed_pending == [run.id]
     assert await get_queue_backend().count("agent-runs") == 1
+
+
+async def test_the_timer_sweeps_once_per_sweep_interval(
+    schema: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Azure timer ticks every 5 s but sweeps only when a sweep interval (15 s by
+    default) passed since this process last swept."""
+    from shared.core.settings import get_settings
+    from shared.runs import service
+
+    monkeypatch.delenv("ASCENT_RUN_LEASE_SECONDS")
+    get_settings.cache_clear()
+    service._LAST_SWEEP.clear()
+    assert await service.sweep_if_due() is not None
+    assert await service.sweep_if_due() is None

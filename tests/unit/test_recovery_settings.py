@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -36,3 +38,15 @@ def test_the_defaults_take_over_within_a_minute() -> None:
     settings = Settings()
     assert (settings.heartbeat_seconds, settings.sweep_every_seconds) == (10.0, 15.0)
     assert settings.takeover_bound_seconds == 45.0 <= settings.recovery_seconds == 60.0
+
+
+def test_azure_sweeps_on_a_timer_trigger_every_five_seconds() -> None:
+    """function_app indexes `sweep_leases_timer`, a timer on a 6-field NCRONTAB every 5 s,
+    not run at startup (every scale-out would sweep at once)."""
+    from function_app import app
+    from shared.api.openapi import app_functions
+
+    found = {f.get_function_name(): f for f in app_functions(app)}
+    trigger: Any = found["sweep_leases_timer"].get_trigger()
+    assert trigger.get_binding_name() == "timerTrigger"
+    assert (trigger.schedule, trigger.run_on_startup) == ("*/5 * * * * *", False)
