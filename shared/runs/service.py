@@ -17,7 +17,10 @@ ASCENT_RUN_SLOT_WAIT_SECONDS, then gets 503 with Retry-After; a queue message wa
 The tenant's concurrent-run budget (shared/security/ratelimit.py) applies to runs executed
 inside requests.
 
-Recovery (`sweep`, run by the `sweep_leases` job). A run whose lease lapsed lost its executor.
+Recovery (`sweep`: every host every ASCENT_SWEEP_INTERVAL_SECONDS, and the `sweep_leases` job;
+docs/reliability.md). A pending run a receiver waits on is claimed by it (a lease renewed by
+the same heartbeat), and one handed to the queue carries a dispatch deadline: a lapsed claim
+or deadline gets one new message. A run whose lease lapsed lost its executor.
 One executed inside a request (`lease_owner` starting `req:`) whose client asked to cancel on
 disconnect (`on_disconnect: cancel`, the default; always for the simple route and OpenAI)
 ended with its client: it is ended `error` (EXECUTOR_LOST), its thread freed, nothing of the
