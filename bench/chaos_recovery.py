@@ -122,16 +122,18 @@ async def _burst_and_kill(
                     f"/threads/{thread}/runs",
                     json={"input": "hello there", "multitask_strategy": "enqueue"},
                 )
-        expected_running = args.sync + args.threads
+        total = args.sync + 2 * args.threads
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            running = _query(url, data, "SELECT count(*) FROM runs WHERE status = 'running'")
-            claimed = _query(
+            # Every run exists and was received: running, or pending under a receiver's claim.
+            states = _query(
                 url,
                 data,
-                "SELECT count(*) FROM runs WHERE status = 'pending' AND lease_owner IS NOT NULL",
+                "SELECT count(*), sum(CASE WHEN status = 'pending' AND lease_owner IS NULL "
+                "THEN 1 ELSE 0 END) FROM runs",
             )
-            if running[0][0] >= expected_running and claimed[0][0] >= args.threads:
+            created, unclaimed = states[0][0], states[0][1] or 0
+            if created >= total and unclaimed == 0:
                 break
             await asyncio.sleep(0.1)
         held = {
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=20, help="background threads (2 runs each)")
     parser.add_argument("--sync", type=int, default=10, help="synchronous runs in flight")
-    parser.add_argument("--latency", type=float, default=5.0, help="model answer time (s)")
+    parser.add_argument("--latency", type=float, default=10.0, help="model answer time (s)")
     parser.add_argument(
         "--give-up", type=float, default=180.0, help="seconds to watch after the kill"
     )
