@@ -97,7 +97,10 @@ async def _round(args: argparse.Namespace, model: str, server: str | None) -> di
                 a.stop()
                 b.stop()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep:
+            print(f"host logs kept in {root}", flush=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 async def _burst_and_kill(
@@ -136,13 +139,19 @@ async def _burst_and_kill(
             if created >= total and unclaimed == 0:
                 break
             await asyncio.sleep(0.1)
-        held = {
-            r[0]: r[1]
-            for r in _query(
-                url,
-                data,
-                "SELECT id, lease_owner FROM runs WHERE status IN ('pending', 'running')",
-            )
+        at_kill = _query(
+            url,
+            data,
+            "SELECT id, lease_owner, status FROM runs WHERE status IN ('pending', 'running')",
+        )
+        held = {r[0]: r[1] for r in at_kill}
+        # What each run was at the kill: a request's run, a queued run running, or a pending
+        # run (claimed by a receiver, or not yet received).
+        kinds = {
+            r[0]: "request"
+            if (r[1] or "").startswith("req:")
+            else f"queued-{r[2]}" + ("" if r[2] == "running" or r[1] else "-unreceived")
+            for r in at_kill
         }
         killed = time.monotonic()
         os.kill(a.process.pid, signal.SIGKILL)
@@ -170,7 +179,11 @@ async def _burst_and_kill(
             five_xx += probe.status_code >= 500
             await asyncio.sleep(0.2)
         busy = _query(url, data, "SELECT count(*) FROM threads WHERE status = 'busy'")[0][0]
+    by_kind: dict[str, float] = {}
+    for run_id, kind in kinds.items():
+        by_kind[kind] = round(max(by_kind.get(kind, 0.0), taken.get(run_id, float("nan"))), 2)
     return {
+        "takeover_by_kind_s": by_kind,
         "runs": len(held),
         "kills": 1,
         "recoveries": len(ended),
@@ -193,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "--give-up", type=float, default=180.0, help="seconds to watch after the kill"
     )
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for both hosts")
+    parser.add_argument("--keep", action="store_true", help="keep the hosts' data dirs and logs")
     args = parser.parse_args(argv)
     settings = Settings(**dict(pair.split("=", 1) for pair in args.env))  # type: ignore[arg-type]
     server = os.environ.get("DATABASE_URL") or None

@@ -75,7 +75,7 @@ def test_a_killed_hosts_runs_and_messages_are_taken_over_once(
     """After kill -9 of host A, host B's heartbeat sweep takes over A's running runs, the
     pending runs A's receivers waited on and A's messages: each run ends exactly once, every
     thread is free, and no request to B answers 5xx."""
-    with running_fake_model(latency=3.0) as model:
+    with running_fake_model(latency=4.0) as model:
         env = {**model_env(model), **SHORT_LEASES}
         a = start_devhost(tmp_path / "a", database_url=postgres_url, extra_env=env)
         b = start_devhost(tmp_path / "b", database_url=postgres_url, extra_env=env)
@@ -91,7 +91,6 @@ async def _scenario(a: DevHost, b: DevHost, model: str, url: str) -> None:
         sync_threads = {
             e: (await on_b.post("/threads", json={})).json()["thread_id"] for e in SYNC_ENTRIES
         }
-        calls = [asyncio.ensure_future(_start_on(on_a, e, t)) for e, t in sync_threads.items()]
         background: list[str] = []
         for _ in range(BACKGROUND_THREADS):
             thread = (await on_b.post("/threads", json={})).json()["thread_id"]
@@ -102,17 +101,21 @@ async def _scenario(a: DevHost, b: DevHost, model: str, url: str) -> None:
                 )
                 assert created.status_code == 200, created.text
                 background.append(created.json()["run_id"])
+        calls = [asyncio.ensure_future(_start_on(on_a, e, t)) for e, t in sync_threads.items()]
+        total = len(SYNC_ENTRIES) + 2 * BACKGROUND_THREADS
 
         async def all_held() -> bool:
-            # Every sync run and the first background run of each thread waits on the model;
-            # the second of each is pending, claimed by the receiver waiting for its turn.
-            running = rows(url, "SELECT count(*) FROM runs WHERE status = 'running'")[0][0]
-            claimed = rows(
+            # Every run exists and was received (running, or pending under a receiver's
+            # claim, waiting behind its thread's first run), and every sync run waits on the
+            # model: A is killed mid-answer.
+            states = rows(
                 url,
-                "SELECT count(*) FROM runs WHERE status = 'pending' AND lease_owner IS NOT NULL",
-            )[0][0]
-            expected = len(SYNC_ENTRIES) + BACKGROUND_THREADS
-            return running == expected and claimed == BACKGROUND_THREADS
+                "SELECT count(*),"
+                " count(*) FILTER (WHERE status = 'pending' AND lease_owner IS NULL),"
+                " count(*) FILTER (WHERE status = 'running' AND thread_id = ANY(%s)) FROM runs",
+                list(sync_threads.values()),
+            )[0]
+            return states == (total, 0, len(SYNC_ENTRIES))
 
         await until(all_held, "every run to be running or claimed")
         assert stats(model)["in_flight"] >= 1
