@@ -8,7 +8,8 @@ through `--env`), sends a burst to A (background runs, two per thread so half wa
 behind the other, plus synchronous runs) and, once every run is running or claimed, kills A
 with SIGKILL. It then watches each run A held: its **takeover** is the time from the kill
 until another executor holds it (its lease owner changed) or it ended; its **recovery** is
-the time until it ended. B keeps serving requests meanwhile; their 5xx are counted.
+the time until it ended. Runs B itself held at the kill (their lease is renewed after it) are
+not takeovers and are left out. B keeps serving requests meanwhile; their 5xx are counted.
 
 Printed per round and overall: runs, kills, recoveries, the longest takeover and recovery
 against the target (ASCENT_RECOVERY_SECONDS, 60 s) and the takeover bound the settings
@@ -142,9 +143,13 @@ async def _burst_and_kill(
         at_kill = _query(
             url,
             data,
-            "SELECT id, lease_owner, status FROM runs WHERE status IN ('pending', 'running')",
+            "SELECT id, lease_owner, status, lease_expires_at FROM runs "
+            "WHERE status IN ('pending', 'running')",
         )
         held = {r[0]: r[1] for r in at_kill}
+        expiry = {r[0]: r[3] for r in at_kill}
+        # B's own holdings: their lease is renewed after the kill (A's never are again).
+        of_b: set[str] = set()
         # What each run was at the kill: a request's run, a queued run running, or a pending
         # run (claimed by a receiver, or not yet received).
         kinds = {
@@ -161,12 +166,16 @@ async def _burst_and_kill(
         ended: dict[str, float] = {}
         five_xx = 0
         limit = time.monotonic() + args.give_up
-        while len(ended) < len(held) and time.monotonic() < limit:
+        while len(ended) + len(of_b) < len(held) and time.monotonic() < limit:
             now = time.monotonic() - killed
-            for run_id, status, owner in _query(
-                url, data, "SELECT id, status, lease_owner FROM runs"
+            for run_id, status, owner, expires in _query(
+                url, data, "SELECT id, status, lease_owner, lease_expires_at FROM runs"
             ):
-                if run_id not in held:
+                if run_id not in held or run_id in of_b:
+                    continue
+                renewed = expires is not None and expiry[run_id] is not None
+                if renewed and owner == held[run_id] and str(expires) > str(expiry[run_id]):
+                    of_b.add(run_id)  # B holds it and renews it: not a takeover
                     continue
                 if run_id not in taken and (
                     owner != held[run_id] or status not in ("pending", "running")
@@ -180,19 +189,31 @@ async def _burst_and_kill(
             await asyncio.sleep(0.2)
         busy = _query(url, data, "SELECT count(*) FROM threads WHERE status = 'busy'")[0][0]
     by_kind: dict[str, float] = {}
-    for run_id, kind in kinds.items():
-        by_kind[kind] = round(max(by_kind.get(kind, 0.0), taken.get(run_id, float("nan"))), 2)
+    of_a = [r for r in held if r not in of_b]
+    for run_id in of_a:
+        kind = kinds[run_id]
+        by_kind[kind] = round(max(by_kind.get(kind, 0.0), taken.get(run_id, float("inf"))), 2)
     return {
         "takeover_by_kind_s": by_kind,
         "runs": len(held),
+        "held_by_killed_host": len(of_a),
         "kills": 1,
-        "recoveries": len(ended),
-        "unrecovered": len(held) - len(ended),
-        "longest_takeover_s": round(max(taken.values(), default=0.0), 2),
-        "longest_recovery_s": round(max(ended.values(), default=0.0), 2),
+        "recoveries": len([r for r in of_a if r in ended]),
+        "unrecovered": len([r for r in of_a if r not in ended]),
+        "longest_takeover_s": round(
+            max((taken.get(r, float("inf")) for r in of_a), default=0.0), 2
+        ),
+        "longest_recovery_s": round(
+            max((ended.get(r, float("inf")) for r in of_a), default=0.0), 2
+        ),
         "threads_still_busy": busy,
         "five_xx": five_xx,
     }
+
+
+def _longest(times: dict[str, float], run_ids: list[str]) -> float:
+    """The latest of the runs' times (inf: one never got there)."""
+    return round(max((times.get(r, float("inf")) for r in run_ids), default=0.0), 2)
 
 
 def main(argv: list[str] | None = None) -> int:

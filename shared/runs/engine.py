@@ -275,7 +275,10 @@ class Leases:
 
 def _renew_all(tx: direct.Tx, *, held: list[tuple[str, str]]) -> list[str]:
     """Renew each (run, owner) lease; the runs whose lease is no longer that owner's."""
-    return [run_id for run_id, owner in held if not records.renew_lease(tx, run_id, owner=owner)]
+    # In id order, so two instances' heartbeats lock rows in the same order (no deadlock).
+    return [
+        run_id for run_id, owner in sorted(held) if not records.renew_lease(tx, run_id, owner=owner)
+    ]
 
 
 _LEASES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Leases] = weakref.WeakKeyDictionary()
