@@ -30,11 +30,13 @@ TERMINAL = ("run.completed", "run.failed", "run.cancelled")
 # Short leases, so a scenario is bounded by seconds: the relation is the default one
 # (heartbeat = lease / 3, sweep interval = lease / 2, takeover bound = lease + sweep).
 SHORT_LEASES = {
-    "ASCENT_RUN_LEASE_SECONDS": "2",
-    "ASCENT_QUEUE_MESSAGE_LEASE_SECONDS": "2",
+    "ASCENT_RUN_LEASE_SECONDS": "4",
+    "ASCENT_QUEUE_MESSAGE_LEASE_SECONDS": "4",
     "ASCENT_EVENTS_RETRY_SECONDS": "0.2",
 }
-TAKEOVER_BOUND = 3.0  # run lease 2 + sweep interval 1 (half the lease)
+# run lease 4 + sweep interval 2 (half the lease). Not shorter: on a shared 2-core machine an
+# event loop can stall for seconds, and a live holder must renew within its lease.
+TAKEOVER_BOUND = 6.0
 
 
 def report(scenario: str, **figures: Any) -> None:
@@ -111,7 +113,7 @@ async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
             event = "message"
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 45.0) -> float:
+async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 90.0) -> float:
     """Re-check an observable condition until it holds; its monotonic time. Fails after
     `seconds`, a bound far above the scenario's takeover bound, never a measured threshold."""
     deadline = time.monotonic() + seconds

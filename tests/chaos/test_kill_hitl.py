@@ -32,7 +32,7 @@ from tests.conftest import POSTGRES_URL, DevHost, start_devhost
 from tests.e2e.hitl_helpers import REFUND_REQUEST
 from tests.fresh_database import fresh_postgres_database
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(240)]
 
 PAUSED = 6
 

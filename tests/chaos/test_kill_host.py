@@ -3,7 +3,7 @@
 Host A executes background runs (two per thread, so one waits, claimed, behind the other),
 a simple-route run, `/runs/wait`, `/runs/stream`, and OpenAI chat completions (plain and
 streamed) on a slow loopback model, host B runs beside it; A is killed with SIGKILL. With
-short leases (run and message lease 2 s, heartbeat and sweep derived as by default) and the
+short leases (run and message lease 4 s, heartbeat and sweep derived as by default) and the
 stale-pending sweep at its 15-minute default, only the heartbeat recovery can end the runs
 within the wait: every run ends exactly once, no thread stays busy, and the OpenAI
 conversation A was answering goes on, on B. Nobody but the hosts sweeps.
@@ -36,7 +36,7 @@ from tests.chaos.recovery_helpers import (
 from tests.conftest import POSTGRES_URL, DevHost, start_devhost
 from tests.fresh_database import fresh_postgres_database
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(240)]
 
 SYNC_ENTRIES = ("agents", "wait", "stream", "openai", "openai-stream")
 BACKGROUND_THREADS = 3

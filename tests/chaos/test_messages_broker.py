@@ -22,7 +22,7 @@ from tests.chaos.recovery_helpers import SHORT_LEASES, TERMINAL, aclient, model_
 from tests.conftest import DevHost, start_devhost
 from tests.fakes.dapr_sidecar import FakeDaprSidecar, running_sidecar
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 BURST = 12
 # The outage is 30 s against the 2 s first retry (15 first-retry delays, 4 doublings);

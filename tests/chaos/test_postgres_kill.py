@@ -21,7 +21,7 @@ from tests.chaos.recovery_helpers import SHORT_LEASES, aclient, psql, report, un
 from tests.conftest import POSTGRES_URL, DevHost, start_devhost
 from tests.fresh_database import fresh_postgres_database
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(240)]
 
 KILLS = 4
 CLIENTS = 6
