@@ -1,8 +1,11 @@
 """The `sweep_leases` job (every minute): recover runs whose executor died or message was lost.
 
-The logic is the run engine's (shared/runs/service.py `sweep`). Stranded runs are found in SQL
-(the queue cannot be asked whether a message for a run still exists, so the sweeper relies on
-duplicates being harmless: executing a run is idempotent):
+A backstop: every host sweeps on its own every ASCENT_SWEEP_INTERVAL_SECONDS (the dev host's
+loop, the `sweep_leases_timer` function in Azure), so a killed host's work is taken over within
+run lease + sweep interval (docs/reliability.md). The logic is the run engine's
+(shared/runs/service.py `sweep`). Stranded runs are found in SQL (the queue cannot be asked
+whether a message for a run still exists, so the sweeper relies on duplicates being harmless:
+executing a run is idempotent):
 
 - `running` runs whose lease lapsed (ASCENT_RUN_LEASE_SECONDS without a heartbeat) lost their
   executor. One that ran inside a request whose client asked to cancel on disconnect (the
@@ -10,9 +13,11 @@ duplicates being harmless: executing a run is idempotent):
   `error`, its thread freed: its client is gone with the executor. Any other (a background
   run, a resumed one, `on_disconnect: continue`) gets a fresh queue message, and the next
   executor takes it over by compare-and-set on the lapsed lease.
-- `pending` runs, due, untouched for ASCENT_SWEEP_PENDING_AFTER_SECONDS (default 15 min, more
-  than the Functions host's 10-minute message lease): their message was lost (e.g. a crash
-  between the commit and the send, or QUEUE_BACKEND=inline and the process died).
+- `pending` runs whose claim lapsed (the receiver that waited on them died) or whose dispatch
+  deadline passed unreceived (a lost send, e.g. an approval whose process died before sending)
+  get one fresh message; one a dead request waited on is ended like its running kind.
+- `pending` runs nobody holds, due, untouched for ASCENT_SWEEP_PENDING_AFTER_SECONDS (default
+  15 min): their message was lost before they had a deadline, or waits in a backlog.
 
 Concurrent sweepers touch `updated_at` by compare-and-set before acting, so each stranded run
 is recovered once per interval. With QUEUE_BACKEND=inline there is no queue to send to: the
@@ -53,9 +58,11 @@ def main() -> int:
     handled(len(report.expired) + len(report.ended) + len(report.stale_pending))
     log.info(
         "re-enqueued %d run(s) with a lapsed lease, ended %d whose client went with their "
-        "executor, re-enqueued %d stale pending run(s)",
+        "executor, handed out %d pending run(s) whose claim or deadline lapsed, re-enqueued %d "
+        "stale pending run(s)",
         len(report.expired),
         len(report.ended),
+        len(report.lapsed_pending),
         len(report.stale_pending),
     )
     return 0

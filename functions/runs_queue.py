@@ -5,6 +5,12 @@ platform (the Functions host in Azure, the dev host locally) makes the message v
 after host.json `visibilityTimeout` and, after `maxDequeueCount` tries, moves it to
 `agent-runs-poison`. The Functions host only moves the message; marking its run `error` is the
 poison-queue trigger's job, so it works the same in Azure and on the dev host.
+
+`sweep_leases_timer` recovers what a dead instance held (docs/reliability.md): the timer
+ticks every SWEEP_TICK_SECONDS (a Functions timer runs on one instance at a time) and sweeps
+when ASCENT_SWEEP_INTERVAL_SECONDS have passed, so the takeover bound holds in Azure, where
+the sweep_leases ACA job can only run once a minute. The dev host drives no timers: it sweeps
+on its own loop (local/queue_host.py), on the same interval.
 """
 
 from __future__ import annotations
@@ -15,7 +21,12 @@ import azure.functions as func
 
 from shared.platform.queues import RUNS_QUEUE, poison_queue_name
 from shared.runs.dispatch import parse_run_message
-from shared.runs.service import execute_message, fail_dead_lettered
+from shared.runs.service import (
+    SWEEP_TICK_SECONDS,
+    execute_message,
+    fail_dead_lettered,
+    sweep_if_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +56,22 @@ async def agent_runs_poison(msg: func.QueueMessage) -> None:
         return
     marked = await fail_dead_lettered(job.run_id, tenant_id=job.tenant_id, reason=POISONED)
     log.error("run %s dead-lettered (marked error: %s)", job.run_id, marked)
+
+
+@bp.function_name("sweep_leases_timer")
+@bp.timer_trigger(
+    arg_name="timer",
+    schedule=f"*/{SWEEP_TICK_SECONDS} * * * * *",
+    run_on_startup=False,
+    use_monitor=False,
+)
+async def sweep_leases_timer(timer: func.TimerRequest) -> None:
+    """Hand out again the runs and pending runs whose holder stopped renewing its lease."""
+    report = await sweep_if_due()
+    if report is not None and (report.expired or report.lapsed_pending or report.ended):
+        log.warning(
+            "sweep: %d run(s) re-enqueued, %d pending run(s) handed out, %d ended",
+            len(report.expired),
+            len(report.lapsed_pending),
+            len(report.ended),
+        )

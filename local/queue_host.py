@@ -9,14 +9,20 @@ settings, as in Azure):
   32 + 968 = 1000, ASCENT_MAX_IN_FLIGHT_RUNS's default; runs wait on their model, not on a CPU,
   so one instance holds many); never more than ASCENT_MAX_IN_FLIGHT_RUNS; when a queue is
   empty, back off exponentially up to `maxPollingInterval`;
-- a received message is invisible for a lease (ASCENT_QUEUE_MESSAGE_LEASE_SECONDS, 10 minutes
-  like the host's) renewed at half-time while the function runs; a killed process stops
-  renewing, so its messages reappear after the lease, with a higher dequeue count;
+- a received message is invisible for a short lease (ASCENT_QUEUE_MESSAGE_LEASE_SECONDS, 30 s;
+  the Functions host's is 10 minutes) renewed every ASCENT_LEASE_HEARTBEAT_SECONDS while the
+  function runs; a killed process stops renewing, so its messages reappear after the lease,
+  with a higher dequeue count;
 - decode the body per `messageEncoding` and call the real function with an
   `azure.functions.QueueMessage` (id, body bytes, dequeue_count, insertion/expiration/next
   visible times, pop receipt);
 - delete the message on success; on failure make it visible again after `visibilityTimeout`,
   or, once it has been dequeued `maxDequeueCount` times, move it to `<queue>-poison`.
+
+It also sweeps every ASCENT_SWEEP_INTERVAL_SECONDS (shared/runs/service.py `sweep`): runs and
+pending runs whose holder stopped renewing are handed out again, so a killed host's work is
+taken over within run lease + sweep interval (docs/reliability.md). Every host sweeps; the
+sweep's compare-and-sets hand each stranded run out once.
 """
 
 from __future__ import annotations
@@ -202,9 +208,10 @@ class QueueListener:
             log.exception("settling message %s failed; it reappears after its lease", message.id)
 
     async def _renew(self, holder: list[ReceivedMessage]) -> None:
-        """Keep the message invisible while the function runs (renew at half the lease)."""
+        """Keep the message invisible while the function runs (renewed every heartbeat)."""
+        every = min(get_settings().heartbeat_seconds, self.message_lease / 3)
         while True:
-            await asyncio.sleep(self.message_lease / 2)
+            await asyncio.sleep(every)
             try:
                 holder[0] = await self.backend.update_visibility(
                     self.trigger.queue_name, holder[0], self.message_lease
@@ -248,6 +255,7 @@ class QueueHost:
             self._tasks.append(
                 asyncio.create_task(listener.run(), name=f"queue-{trigger.queue_name}")
             )
+        self._tasks.append(asyncio.create_task(sweep_forever(), name="sweep"))
         log.info(
             "driving %d queue trigger(s) on the %s queue: %s",
             len(self.triggers),
@@ -261,3 +269,25 @@ class QueueHost:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+async def sweep_forever() -> None:
+    """Sweep every ASCENT_SWEEP_INTERVAL_SECONDS until cancelled (a failed sweep is retried)."""
+    # Function-local: the run service loads with the first sweep, not when the host indexes.
+    from shared.runs.service import sweep
+
+    every = get_settings().sweep_every_seconds
+    while True:
+        await asyncio.sleep(every)
+        try:
+            report = await sweep()
+        except Exception:
+            log.exception("sweep failed; retrying in %.1fs", every)
+            continue
+        handed = len(report.expired) + len(report.lapsed_pending) + len(report.stale_pending)
+        if handed or report.ended:
+            log.warning(
+                "sweep: %d run(s) handed out again, %d ended with their client",
+                handed,
+                len(report.ended),
+            )

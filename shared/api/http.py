@@ -18,10 +18,12 @@ from shared.core.errors import (
     AscentError,
     BadRequest,
     PayloadTooLarge,
+    ServiceUnavailable,
     ValidationFailed,
 )
 from shared.core.settings import get_settings
 from shared.core.telemetry import install_redaction
+from shared.db.availability import RETRY_AFTER_SECONDS, database_unavailable
 from shared.platform import observability
 from shared.security.auth import Principal
 
@@ -48,7 +50,7 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 def problem_from(error: AscentError) -> JSONResponse:
     """Map an Ascent error to its problem response (its detail is written to be safe to show)."""
     response = problem(error.status, error.code, error.title, error.detail, **error.extra)
-    if error.status == 429 and "retry_after" in error.extra:
+    if error.status in (429, 503) and "retry_after" in error.extra:
         response.headers["Retry-After"] = str(error.extra["retry_after"])
     return response
 
@@ -77,11 +79,19 @@ def api(handler: Handler) -> Handler:
                 response = await handler(req)
             except AscentError as error:
                 response = problem_from(error)
-            except Exception:
-                log.exception("unhandled error in %s", handler.__name__)
-                response = problem(
-                    500, "internal", "Internal error", "The server failed; try again."
-                )
+            except Exception as exc:
+                if database_unavailable(exc):
+                    # The database dropped the connection (restart, failover, a terminated
+                    # backend): the pool reconnects by itself, so the client retries shortly.
+                    log.warning(
+                        "database unavailable in %s: %s", handler.__name__, type(exc).__name__
+                    )
+                    response = problem_from(DATABASE_DOWN)
+                else:
+                    log.exception("unhandled error in %s", handler.__name__)
+                    response = problem(
+                        500, "internal", "Internal error", "The server failed; try again."
+                    )
             current.set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 500:
                 current.set_status(observability.Status(observability.StatusCode.ERROR))
@@ -92,6 +102,11 @@ def api(handler: Handler) -> Handler:
         return response
 
     return wrapper
+
+
+DATABASE_DOWN = ServiceUnavailable(
+    "The database is not reachable right now; retry shortly.", retry_after=RETRY_AFTER_SECONDS
+)
 
 
 async def read_body(req: Request) -> bytes:

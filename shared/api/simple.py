@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from shared.api.schemas import AgentRunRequest, AgentRunResponse, Interrupt, Usage
-from shared.core.errors import GuardrailTripped, UpstreamModelError
+from shared.core.errors import GuardrailTripped, ServiceUnavailable, UpstreamModelError
+from shared.db.availability import RETRY_AFTER_SECONDS
 from shared.db.models import new_id
 from shared.runs import service
 from shared.runs.engine import Outcome
@@ -40,6 +41,12 @@ def raise_for_failure(outcome: Outcome) -> None:
         raise GuardrailTripped(
             f"The {what} was refused by the {outcome.guardrail!r} guardrail.",
             guardrail=outcome.guardrail,
+            **ids,
+        )
+    if outcome.cause == "unavailable":
+        raise ServiceUnavailable(
+            "The database dropped the run's connection; retry shortly.",
+            retry_after=RETRY_AFTER_SECONDS,
             **ids,
         )
     if outcome.cause == "model":

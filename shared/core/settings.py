@@ -216,10 +216,23 @@ class Settings(BaseSettings):
     # connection settings (read by shared/platform/queues.py); inline = an asyncio task in the
     # calling process (no queue: a crash loses the run until the sweeper re-enqueues it).
     queue_backend: Literal["embedded", "azure", "inline"] = Field("embedded", alias="QUEUE_BACKEND")
-    # Run execution lease: renewed every third of it while a worker executes a run; a run whose
-    # lease lapsed (its worker died) is taken over by the next delivery or the sweeper.
-    run_lease_seconds: float = Field(60.0, gt=0, alias="ASCENT_RUN_LEASE_SECONDS")
-    # The sweeper re-enqueues pending runs untouched for this long (their message was lost).
+    # Recovery by heartbeat (docs/reliability.md). A running run, a pending run a receiver
+    # waits on, and a received queue message are each held by a short lease, renewed every
+    # ASCENT_LEASE_HEARTBEAT_SECONDS (unset: a third of the shorter lease); a dead holder stops
+    # renewing, and the sweep (every ASCENT_SWEEP_INTERVAL_SECONDS, unset: half the run lease;
+    # on every host that drives the queue, and the sweep_leases job) hands what it held to
+    # another executor. Relations, checked at start (`_check_recovery`): heartbeat <= lease / 3
+    # (two renewals may fail before a live holder loses its lease), sweep interval <= run lease,
+    # and the takeover bound, run lease + sweep interval, <= ASCENT_RECOVERY_SECONDS (60 s: a
+    # killed host's runs and messages are taken over within a minute).
+    run_lease_seconds: float = Field(30.0, gt=0, alias="ASCENT_RUN_LEASE_SECONDS")
+    lease_heartbeat_seconds: float | None = Field(
+        None, gt=0, alias="ASCENT_LEASE_HEARTBEAT_SECONDS"
+    )
+    sweep_interval_seconds: float | None = Field(None, gt=0, alias="ASCENT_SWEEP_INTERVAL_SECONDS")
+    recovery_seconds: float = Field(60.0, gt=0, alias="ASCENT_RECOVERY_SECONDS")
+    # The sweeper re-enqueues pending runs nobody holds, untouched for this long: their message
+    # was lost before any executor received it, or waits in a backlog (a duplicate is harmless).
     sweep_pending_after_seconds: float = Field(
         900.0, gt=0, alias="ASCENT_SWEEP_PENDING_AFTER_SECONDS"
     )
@@ -243,11 +256,48 @@ class Settings(BaseSettings):
     db_readers: int = Field(8, ge=1, le=64, alias="ASCENT_DB_READERS")
     db_pool_size: int = Field(10, ge=1, le=200, alias="ASCENT_DB_POOL_SIZE")
 
-    # Dev host only: how long a received message stays invisible while its function runs
-    # (renewed at half-time, as the Functions host does with its 10-minute initial lease).
+    # Dev host only: how long a received message stays invisible while its function runs,
+    # renewed every ASCENT_LEASE_HEARTBEAT_SECONDS (the Functions host in Azure keeps its own
+    # 10-minute lease; there the run's claim and the sweep recover a killed host's messages).
     queue_message_lease_seconds: float = Field(
-        600.0, gt=0, alias="ASCENT_QUEUE_MESSAGE_LEASE_SECONDS"
+        30.0, gt=0, alias="ASCENT_QUEUE_MESSAGE_LEASE_SECONDS"
     )
+
+    @model_validator(mode="after")
+    def _check_recovery(self) -> Settings:
+        """Refuse lease, heartbeat and sweep settings that contradict each other."""
+        errors: list[str] = []
+        beat, lease = self.heartbeat_seconds, self.run_lease_seconds
+        message, sweep = self.queue_message_lease_seconds, self.sweep_every_seconds
+        bound = self.recovery_seconds
+        if beat * 3 > lease:
+            errors.append(
+                f"ASCENT_LEASE_HEARTBEAT_SECONDS ({beat:g}) must be at most a third of "
+                f"ASCENT_RUN_LEASE_SECONDS ({lease:g})"
+            )
+        if beat * 3 > message:
+            errors.append(
+                f"ASCENT_LEASE_HEARTBEAT_SECONDS ({beat:g}) must be at most a third of "
+                f"ASCENT_QUEUE_MESSAGE_LEASE_SECONDS ({message:g})"
+            )
+        if sweep > lease:
+            errors.append(
+                f"ASCENT_SWEEP_INTERVAL_SECONDS ({sweep:g}) must not exceed "
+                f"ASCENT_RUN_LEASE_SECONDS ({lease:g})"
+            )
+        if lease + sweep > bound:
+            errors.append(
+                f"ASCENT_RUN_LEASE_SECONDS + ASCENT_SWEEP_INTERVAL_SECONDS ({lease + sweep:g}) "
+                f"must not exceed ASCENT_RECOVERY_SECONDS ({bound:g})"
+            )
+        if message > bound:
+            errors.append(
+                f"ASCENT_QUEUE_MESSAGE_LEASE_SECONDS ({message:g}) must not exceed "
+                f"ASCENT_RECOVERY_SECONDS ({bound:g})"
+            )
+        if errors:
+            raise ValueError("contradicting recovery settings: " + "; ".join(errors))
+        return self
 
     @model_validator(mode="after")
     def _check_session_backend(self) -> Settings:
@@ -281,6 +331,25 @@ class Settings(BaseSettings):
         if self.model_provider == "compatible" and not self.openai_base_url:
             raise ValueError("MODEL_PROVIDER=compatible needs OPENAI_BASE_URL")
         return self
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often held leases are renewed: the setting, else a third of the shorter lease."""
+        if self.lease_heartbeat_seconds is not None:
+            return self.lease_heartbeat_seconds
+        return min(self.run_lease_seconds, self.queue_message_lease_seconds) / 3
+
+    @property
+    def sweep_every_seconds(self) -> float:
+        """How often a queue-driving host sweeps: the setting, else half the run lease."""
+        if self.sweep_interval_seconds is not None:
+            return self.sweep_interval_seconds
+        return self.run_lease_seconds / 2
+
+    @property
+    def takeover_bound_seconds(self) -> float:
+        """The longest a dead holder's run waits to be handed out: run lease + sweep interval."""
+        return self.run_lease_seconds + self.sweep_every_seconds
 
     @property
     def sqlalchemy_url(self) -> str:

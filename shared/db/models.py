@@ -185,6 +185,8 @@ class Run(SQLModel, table=True):
     history_len: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     # Execution lease (shared/runs/engine.py): the worker executing a `running` run renews it while
     # it works; once it lapses (the worker died) a redelivery or the sweeper takes the run over.
+    # On a `pending` run: the claim of the receiver waiting on it (renewed the same way), or,
+    # with no owner, its dispatch deadline (docs/reliability.md). No schema change: same columns.
     lease_owner: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     lease_expires_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)

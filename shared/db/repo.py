@@ -183,6 +183,8 @@ async def stale_pending_runs(
             col(Run.status) == "pending",
             col(Run.updated_at) < older_than,
             or_(col(Run.not_before).is_(None), col(Run.not_before) <= now),
+            # Not while a live receiver holds it (its claim is renewed while it waits).
+            or_(col(Run.lease_owner).is_(None), col(Run.lease_expires_at) < now),
         )
         .order_by(col(Run.updated_at))
         .limit(limit)

@@ -54,6 +54,7 @@ from shared.core.context import RunContext, progress_sink
 from shared.core.settings import get_settings
 from shared.core.telemetry import log_context
 from shared.db import direct
+from shared.db.availability import database_unavailable
 from shared.db.models import Run
 from shared.memory.sessions import HistoryBuffer, build_session, read_history, session_key
 from shared.outbox.drain import drain_soon
@@ -87,8 +88,8 @@ class Outcome:
     `status` is the run's: `success`, `error`, `timeout`, or `interrupted` (cancelled when
     `error == "cancelled"`, otherwise paused for review with `reviews`). `cause` says why a
     run failed: `input_guardrail`, `output_guardrail` (with `guardrail`), `model` (the model
-    gave no usable answer), `failed` (an error, class in `error`), `lost` (another executor
-    took the run over).
+    gave no usable answer), `failed` (an error, class in `error`), `unavailable` (the database
+    dropped a connection under it), `lost` (another executor took the run over).
     """
 
     run_id: str
@@ -176,6 +177,9 @@ def failure_of(exc: BaseException) -> Failure:
     if mcp is not None:
         # Its message names the server and what went wrong, never its URL or headers.
         return Failure("error", str(mcp), "mcp")
+    if database_unavailable(exc):
+        # The database dropped a connection under the run: the caller answers 503.
+        return Failure("error", type(exc).__name__, "unavailable")
     # Provider outages, timeouts and bugs: the class, never the message (may hold request data).
     return Failure("error", type(exc).__name__, "failed")
 
@@ -247,7 +251,8 @@ def run_config_for(chosen: RunAgent) -> RunConfig:
 
 
 class Leases:
-    """The leases this instance holds, renewed together every third of ASCENT_RUN_LEASE_SECONDS.
+    """The leases this instance holds (running runs, and pending runs it waits on), renewed
+    together every ASCENT_LEASE_HEARTBEAT_SECONDS (at most a third of the lease).
 
     One heartbeat per instance, in one transaction, not one task per run. When a renewal finds
     a lease gone (this executor stalled past it and another took the run over), the run's
@@ -270,7 +275,7 @@ class Leases:
         self._held.pop(run_id, None)
 
     async def _beat(self) -> None:
-        every = get_settings().run_lease_seconds / 3
+        every = get_settings().heartbeat_seconds
         while self._held:
             await asyncio.sleep(every)
             held = [(run_id, owner) for run_id, (owner, _) in self._held.items()]
@@ -296,7 +301,10 @@ class Leases:
 
 def _renew_all(tx: direct.Tx, *, held: list[tuple[str, str]]) -> list[str]:
     """Renew each (run, owner) lease; the runs whose lease is no longer that owner's."""
-    return [run_id for run_id, owner in held if not records.renew_lease(tx, run_id, owner=owner)]
+    # In id order, so two instances' heartbeats lock rows in the same order (no deadlock).
+    return [
+        run_id for run_id, owner in sorted(held) if not records.renew_lease(tx, run_id, owner=owner)
+    ]
 
 
 _LEASES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Leases] = weakref.WeakKeyDictionary()

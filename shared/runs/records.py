@@ -141,14 +141,31 @@ _TAKE_OVER_ANY = (
     .values(lease_owner=_B("owner"), lease_expires_at=_B("until"), updated_at=_B("now"))
 )
 _TAKE_OVER = _TAKE_OVER_ANY.where(RUNS.c.tenant_id == _B("tenant_id"))
+# A running run's lease, or a pending run's claim (a receiver waits on it): same renewal.
 _RENEW_LEASE = (
     update(RUNS)
     .where(
         RUNS.c.id == _B("run_id"),
-        RUNS.c.status == "running",
+        RUNS.c.status.in_(("pending", "running")),
         RUNS.c.lease_owner == _B("owner"),
     )
     .values(lease_expires_at=_B("until"))
+)
+# A receiver claims a pending run unless another live receiver holds it (a duplicate message).
+_CLAIM_PENDING = (
+    update(RUNS)
+    .where(
+        RUNS.c.id == _B("run_id"),
+        RUNS.c.tenant_id == _B("tenant_id"),
+        RUNS.c.status == "pending",
+        or_(
+            RUNS.c.lease_owner.is_(None),
+            RUNS.c.lease_owner == _B("owner"),
+            RUNS.c.lease_expires_at.is_(None),
+            RUNS.c.lease_expires_at < _B("now"),
+        ),
+    )
+    .values(lease_owner=_B("owner"), lease_expires_at=_B("until"))
 )
 
 
@@ -372,6 +389,11 @@ def create_run(tx: Tx, new: NewRun) -> Created:
             "lease_owner": new.lease_owner,
             "lease_expires_at": lease_until(now),
         }
+    elif new.lease_owner is not None:
+        # A run of a request, waiting for its thread: claimed by it (renewed while it waits).
+        values |= {"lease_owner": new.lease_owner, "lease_expires_at": lease_until(now)}
+    else:
+        values |= {"lease_expires_at": dispatch_deadline(now, new.not_before)}
     tx.conn.execute(_INSERT_RUN, values)
     append_events(
         tx,
@@ -557,8 +579,58 @@ def take_over(tx: Tx, run_id: str, *, owner: str, tenant_id: str | None = None) 
     return Start(run=load_run(tx, run_id), next_seq=last_seq(tx, run_id) + 1)
 
 
+def claim_pending(tx: Tx, run_id: str, *, owner: str, tenant_id: str) -> bool:
+    """Hold a pending run for `owner` (a lease renewed while it waits for its turn); False when
+    another receiver holds it live, or it is no longer pending."""
+    now = utcnow()
+    params = _p(run_id=run_id, tenant_id=tenant_id, owner=owner, now=now, until=lease_until(now))
+    return tx.conn.execute(_CLAIM_PENDING, params).rowcount == 1
+
+
+def dispatch_deadline(now: datetime, not_before: datetime | None = None) -> datetime:
+    """When a pending run handed to the queue must have been received (its claim taken), else
+    the sweep hands it out again: a lost send or a dead receiver costs one lease, not the
+    stale-pending bound."""
+    due = max(now, as_utc(not_before)) if not_before is not None else now
+    return lease_until(due)
+
+
+def lapsed_pending(tx: Tx, *, limit: int = 500) -> list[Run]:
+    """Due pending runs whose claim or dispatch deadline lapsed, oldest first."""
+    now = utcnow()
+    rows = tx.conn.execute(
+        select(RUNS)
+        .where(
+            RUNS.c.status == "pending",
+            RUNS.c.lease_expires_at.is_not(None),
+            RUNS.c.lease_expires_at < now,
+            or_(RUNS.c.not_before.is_(None), RUNS.c.not_before <= now),
+        )
+        .order_by(RUNS.c.lease_expires_at)
+        .limit(limit)
+    ).mappings()
+    return [_run(r) for r in rows]
+
+
+def release_lapsed_pending(tx: Tx, run: Run) -> bool:
+    """Clear a lapsed claim or deadline by compare-and-set (one sweeper hands the run out)."""
+    now = utcnow()
+    # Still lapsed: another sweeper cleared it (NULL), or a receiver claimed it (future).
+    result = tx.conn.execute(
+        update(RUNS)
+        .where(
+            RUNS.c.id == run.id,
+            RUNS.c.status == "pending",
+            RUNS.c.lease_expires_at < now,
+        )
+        .values(lease_owner=None, lease_expires_at=None, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
 def renew_lease(tx: Tx, run_id: str, *, owner: str) -> bool:
-    """Extend a running run's lease; False when `owner` no longer holds it."""
+    """Extend a running run's lease (or a pending run's claim); False when `owner` no longer
+    holds it."""
     params = _p(run_id=run_id, owner=owner, until=lease_until())
     return tx.conn.execute(_RENEW_LEASE, params).rowcount == 1
 
@@ -718,6 +790,17 @@ def end_lapsed(tx: Tx, run_id: str, *, error: str) -> Run | None:
         )
     except NotOurs:
         return None
+    return run
+
+
+def end_lapsed_pending(tx: Tx, run_id: str, *, error: str) -> Run | None:
+    """End a pending run whose claim lapsed: the request that waited on it died with it."""
+    run = load_run(tx, run_id)
+    if run is None or run.status != "pending" or run.lease_expires_at is None:
+        return None
+    if as_utc(run.lease_expires_at) >= utcnow():
+        return None
+    end_run(tx, run, from_status="pending", status="error", error=error)
     return run
 
 

@@ -74,7 +74,15 @@ from shared.platform import observability
 from shared.platform.notify import get_notifier
 from shared.runs import records
 from shared.runs.messages import to_messages
-from shared.runs.records import RUNS, THREADS, Ending, EventRow, NotOurs, run_topic
+from shared.runs.records import (
+    RUNS,
+    THREADS,
+    Ending,
+    EventRow,
+    NotOurs,
+    dispatch_deadline,
+    run_topic,
+)
 from shared.security.auth import Principal
 from shared.security.thread_access import find_thread, review_visible
 
@@ -617,7 +625,15 @@ def resume_when_decided(tx: Tx, tenant_id: str, run_id: str) -> bool:
             RUNS.c.status == "interrupted",
             RUNS.c.error.is_(None),
         )
-        .values(status="pending", finished_at=None, history_start=None, updated_at=utcnow())
+        .values(
+            status="pending",
+            finished_at=None,
+            history_start=None,
+            updated_at=utcnow(),
+            # Re-driven by the sweep if no executor receives it within a lease (a lost send).
+            lease_owner=None,
+            lease_expires_at=dispatch_deadline(utcnow()),
+        )
     ).rowcount
     if resumed != 1:
         return False

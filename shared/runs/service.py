@@ -17,7 +17,10 @@ ASCENT_RUN_SLOT_WAIT_SECONDS, then gets 503 with Retry-After; a queue message wa
 The tenant's concurrent-run budget (shared/security/ratelimit.py) applies to runs executed
 inside requests.
 
-Recovery (`sweep`, run by the `sweep_leases` job). A run whose lease lapsed lost its executor.
+Recovery (`sweep`: every host every ASCENT_SWEEP_INTERVAL_SECONDS, and the `sweep_leases` job;
+docs/reliability.md). A pending run a receiver waits on is claimed by it (a lease renewed by
+the same heartbeat), and one handed to the queue carries a dispatch deadline: a lapsed claim
+or deadline gets one new message. A run whose lease lapsed lost its executor.
 One executed inside a request (`lease_owner` starting `req:`) whose client asked to cancel on
 disconnect (`on_disconnect: cancel`, the default; always for the simple route and OpenAI)
 ended with its client: it is ended `error` (EXECUTOR_LOST), its thread freed, nothing of the
@@ -32,7 +35,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from typing import Final
@@ -41,6 +44,7 @@ from shared.agents import configured
 from shared.core.errors import ServiceUnavailable
 from shared.core.settings import get_settings
 from shared.db import direct, repo
+from shared.db.availability import database_unavailable
 from shared.db.engine import db_session
 from shared.db.models import Run, new_id, utcnow
 from shared.db.types import as_utc
@@ -51,7 +55,7 @@ from shared.platform.notify import Subscription, get_notifier
 from shared.platform.queues import RUNS_QUEUE
 from shared.runs import dispatch, records
 from shared.runs.backlogs import watch_backlogs
-from shared.runs.engine import Outcome, execute, outcome_of
+from shared.runs.engine import Outcome, execute, leases, outcome_of
 from shared.runs.live import LiveRun, register, unregister
 from shared.runs.records import EventRow, NewRun, thread_topic
 from shared.runs.watch import follow, wait_for_end, wake_timeout, watch
@@ -189,7 +193,10 @@ async def run_here(new: NewRun, *, principal: Principal) -> Handle:
         except Exception as exc:
             # A store failed under the run (no queue will retry it): end it, best effort.
             log.exception("run %s failed", run.id)
-            return await _fail_here(run, owner, type(exc).__name__)
+            outcome = await _fail_here(run, owner, type(exc).__name__)
+            if database_unavailable(exc):
+                outcome.cause = "unavailable"  # the caller answers 503, retry later
+            return outcome
         finally:
             unregister(live)
             await stack.aclose()
@@ -202,28 +209,37 @@ async def _start_when_due(run: Run, *, owner: str, live: LiveRun, wakes: Subscri
     """Wait for a pending run's turn on its thread (FIFO) or its `not_before`, then execute."""
     assert run.thread_id is not None
     notifier = get_notifier()
-    with notifier.subscribe(thread_topic(run.thread_id)) as freed:
-        start_it = partial(records.start_run, run_id=run.id, owner=owner)
-        reload = partial(records.load_run, run_id=run.id)
-        while True:
-            start = await direct.write(start_it)
-            if start.run is not None:
-                return await execute(
-                    start.run, owner=owner, live=live, wakes=wakes, next_seq=start.next_seq
-                )
-            if start.ended is not None:
-                found = await direct.read(reload)
-                return outcome_of(found if found is not None else run)
-            pause = wake_timeout() if notifier.channel else get_settings().run_poll_seconds
-            if start.wait_until is not None:
-                pause = min(pause, max(0.0, (start.wait_until - utcnow()).total_seconds()))
-            waiters = [
-                asyncio.ensure_future(freed.wait(pause)),
-                asyncio.ensure_future(wakes.wait(pause)),
-            ]
-            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in pending:
-                waiter.cancel()
+    # The caller claimed the pending run for `owner`; the heartbeat renews the claim while it
+    # waits, so a dead waiter's run is handed out again within a lease (see `sweep`).
+    lost = asyncio.Event()
+    held = leases()
+    held.hold(run.id, owner, lost.set)
+    reload = partial(records.load_run, run_id=run.id)
+    try:
+        with notifier.subscribe(thread_topic(run.thread_id)) as freed:
+            start_it = partial(records.start_run, run_id=run.id, owner=owner)
+            while True:
+                start = await direct.write(start_it)
+                if start.run is not None:
+                    return await execute(
+                        start.run, owner=owner, live=live, wakes=wakes, next_seq=start.next_seq
+                    )
+                if start.ended is not None or lost.is_set():
+                    found = await direct.read(reload)
+                    return outcome_of(found if found is not None else run)
+                pause = wake_timeout() if notifier.channel else get_settings().run_poll_seconds
+                if start.wait_until is not None:
+                    pause = min(pause, max(0.0, (start.wait_until - utcnow()).total_seconds()))
+                waiters = [
+                    asyncio.ensure_future(freed.wait(pause)),
+                    asyncio.ensure_future(wakes.wait(pause)),
+                    asyncio.ensure_future(lost.wait()),
+                ]
+                _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in pending:
+                    waiter.cancel()
+    finally:
+        held.drop(run.id)
 
 
 async def _fail_here(run: Run, owner: str, error: str) -> Outcome:
@@ -314,6 +330,15 @@ async def _execute_message(run_id: str, tenant_id: str) -> None:
                         log.warning("run message for %s names another tenant; ignored", run_id)
                     return
                 if found.status == "pending":
+                    claimed = await direct.write(
+                        partial(
+                            records.claim_pending, run_id=run_id, owner=owner, tenant_id=tenant_id
+                        )
+                    )
+                    if not claimed:
+                        # Another live receiver waits on it: this message is a duplicate.
+                        log.info("run %s: held by another receiver; message acknowledged", run_id)
+                        return
                     await _start_when_due(found, owner=owner, live=live, wakes=wakes)
             finally:
                 unregister(live)
@@ -374,11 +399,13 @@ async def delete_thread(tenant_id: str, thread_id: str) -> None:
 @dataclass(frozen=True)
 class SweepReport:
     """What one sweep did: runs re-enqueued after their executor died, runs ended because their
-    client went with it, and stale pending runs re-enqueued."""
+    client went with it, pending runs re-enqueued after their receiver died or their message
+    was not received within a lease, and stale pending runs re-enqueued."""
 
     expired: list[str]
     ended: list[str]
     stale_pending: list[str]
+    lapsed_pending: list[str] = field(default_factory=list)
 
 
 async def sweep() -> SweepReport:
@@ -386,11 +413,11 @@ async def sweep() -> SweepReport:
     settings = get_settings()
     older_than = utcnow() - timedelta(seconds=settings.sweep_pending_after_seconds)
     lapsed = await direct.read(lambda tx: records.expired_leases(tx))
-    async with db_session() as db:
-        waiting = list(await repo.stale_pending_runs(session=db, older_than=older_than))
+    unclaimed = await direct.read(lambda tx: records.lapsed_pending(tx))
     expired: list[str] = []
     ended: list[str] = []
     stale: list[str] = []
+    handed: list[str] = []
     for run in lapsed:
         attached = (run.lease_owner or "").startswith(ATTACHED)
         if attached and run.on_disconnect != "continue":
@@ -404,6 +431,22 @@ async def sweep() -> SweepReport:
         if await _touch(run):
             expired.append(run.id)
             await enqueue(run)
+    for run in unclaimed:
+        attached = (run.lease_owner or "").startswith(ATTACHED)
+        if attached and run.on_disconnect != "continue":
+            # It waited for its thread inside a request that died: its client is gone too.
+            done = await direct.write(
+                partial(records.end_lapsed_pending, run_id=run.id, error=records.EXECUTOR_LOST)
+            )
+            if done is not None:
+                ended.append(run.id)
+            continue
+        if await direct.write(partial(records.release_lapsed_pending, run=run)):
+            handed.append(run.id)
+            await enqueue(run)
+    # Read after the lapsed ones were handed out: their updated_at moved, so none is sent twice.
+    async with db_session() as db:
+        waiting = list(await repo.stale_pending_runs(session=db, older_than=older_than))
     for run in waiting:
         if run.not_before is not None and as_utc(run.not_before) > utcnow():
             continue
@@ -412,7 +455,26 @@ async def sweep() -> SweepReport:
             await enqueue(run)
     if ended:
         drain_soon()
-    return SweepReport(expired=expired, ended=ended, stale_pending=stale)
+    return SweepReport(expired=expired, ended=ended, stale_pending=stale, lapsed_pending=handed)
+
+
+# The Functions timer that sweeps in Azure ticks this often; it sweeps on the ticks where
+# ASCENT_SWEEP_INTERVAL_SECONDS passed (half a tick early, so 15 s means every third tick).
+SWEEP_TICK_SECONDS: Final = 5
+_LAST_SWEEP: dict[str, float] = {}
+
+
+async def sweep_if_due() -> SweepReport | None:
+    """Sweep when this process last swept a sweep interval ago (None: not due yet)."""
+    now = asyncio.get_running_loop().time()
+    last = _LAST_SWEEP.get("at")
+    if (
+        last is not None
+        and now - last < get_settings().sweep_every_seconds - SWEEP_TICK_SECONDS / 2
+    ):
+        return None
+    _LAST_SWEEP["at"] = now
+    return await sweep()
 
 
 async def _touch(run: Run) -> bool:
