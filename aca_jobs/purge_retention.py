@@ -100,7 +100,9 @@ async def _purge_threads(tenant_id: str, cutoff: datetime, batch: int) -> int:
     removed = 0
     unfinished = exists(
         select(Run.id).where(
-            Run.thread_id == Thread.id, col(Run.status).not_in(TERMINAL_RUN_STATUSES)
+            Run.thread_id == Thread.id,
+            Run.tenant_id == Thread.tenant_id,
+            col(Run.status).not_in(TERMINAL_RUN_STATUSES),
         )
     )
     while True:

@@ -27,6 +27,7 @@ from shared.db.views import aware
 from shared.runs.crons import next_occurrence, validate_schedule
 from shared.security import thread_access
 from shared.security.auth import Principal
+from shared.security.data_policy import policy_for
 
 Json = dict[str, Any]
 MAX_PAGE = 1000
@@ -149,7 +150,9 @@ async def create_cron(
     run_body = protocol.RunCreate(
         agent_id=body.agent, input=body.input, messages=body.messages, config=body.config
     )
-    items = protocol.normalize_input(run_body)
+    # The tenant's data policy before the cron stores its input: its runs reuse the stored
+    # (checked) input, so a policy changed later applies to crons created or updated after it.
+    items = (await policy_for(tenant)).check_items(protocol.normalize_input(run_body)) or []
     tid = thread_id or (str(body.thread_id) if body.thread_id else None)
     moment = now or utcnow()
     first = next_occurrence(body.schedule, moment)
@@ -244,7 +247,8 @@ async def update_cron(
             run_body = protocol.RunCreate(
                 agent_id=cron.agent, input=body.input, messages=body.messages
             )
-            payload["input"] = protocol.normalize_input(run_body)
+            policy = await policy_for(principal.tenant_id)
+            payload["input"] = policy.check_items(protocol.normalize_input(run_body)) or []
         if body.config is not None:
             payload["config"] = body.config
         if body.on_run_completed is not None:

@@ -398,12 +398,15 @@ async def visible_thread(principal: Principal, thread_id: str) -> Thread:
 
 async def create_thread(principal: Principal, body: ThreadCreate) -> Json:
     """Create a thread owned by the calling user (with a chosen id when given; `if_exists`
-    decides on duplicates)."""
+    decides on duplicates). Ids are unique per tenant: another tenant's thread with the same
+    id is not a duplicate, so the answer is the one a fresh id gets."""
     thread_id = str(body.thread_id) if body.thread_id else None
     if thread_id is not None:
         async with db_session() as db:
-            existing = await db.get(Thread, thread_id)
-            # Another user's thread is "taken", like another tenant's: never returned.
+            existing = await repo.get_thread(
+                session=db, tenant_id=principal.tenant_id, thread_id=thread_id
+            )
+            # Another user's thread of the tenant is "taken": never returned.
             visible = existing is not None and await thread_access.can_see(db, principal, existing)
         if existing is not None:
             if visible and body.if_exists == "do_nothing":

@@ -275,7 +275,7 @@ async def open_stream(
     # Re-read at least this often when nothing wakes the stream (the poll fallback's interval
     # where no notification channel exists).
     pause = wake_timeout() if notifier.channel else get_settings().run_poll_seconds
-    with notifier.subscribe(thread_runs_topic(given)) as wakes:
+    with notifier.subscribe(thread_runs_topic(principal.tenant_id, given)) as wakes:
         thread = await _find(principal, given)
         while thread is None:
             if not await wakes.wait(pause):

@@ -53,6 +53,7 @@ from shared.runs.live import LiveRun, register, unregister
 from shared.runs.records import EventRow, NewRun, thread_topic
 from shared.runs.watch import follow, wait_for_end, wake_timeout, watch
 from shared.security.auth import Principal
+from shared.security.data_policy import policy_for
 from shared.security.ratelimit import check_token_budget, run_slot
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,16 @@ class Handle:
 
 async def bind(new: NewRun) -> NewRun:
     """The run on the agent it names: a catalog agent, or the tenant's assistant, whose latest
-    version it records in its config for the engine (404 before anything is written)."""
+    version it records in its config for the engine (404 before anything is written); its
+    input as the tenant's data policy lets it be stored (refused: 422, before anything is
+    written; redacted: the run, its history and events only ever hold the redacted form)."""
+    policy = await policy_for(new.tenant_id)
+    if policy.action != "off":
+        new = replace(
+            new,
+            input_text=policy.check(new.input_text),
+            input_items=policy.check_items(new.input_items),
+        )
     bound = await configured.resolve(new.tenant_id, new.agent)
     config = configured.bind_config(new.config, bound)
     if bound.agent == new.agent and config is new.config:
@@ -195,7 +205,7 @@ async def _start_when_due(run: Run, *, owner: str, live: LiveRun, wakes: Subscri
     """Wait for a pending run's turn on its thread (FIFO) or its `not_before`, then execute."""
     assert run.thread_id is not None
     notifier = get_notifier()
-    with notifier.subscribe(thread_topic(run.thread_id)) as freed:
+    with notifier.subscribe(thread_topic(run.tenant_id, run.thread_id)) as freed:
         start_it = partial(records.start_run, run_id=run.id, owner=owner)
         reload = partial(records.load_run, run_id=run.id)
         while True:
