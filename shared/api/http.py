@@ -14,6 +14,7 @@ from pydantic import BaseModel, RootModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from shared.api import cors
+from shared.api.idempotency import idempotent
 from shared.api.unstorable import find_unstorable, printable_location
 from shared.core.errors import (
     AscentError,
@@ -61,7 +62,7 @@ def api(handler: Handler) -> Handler:
         install_redaction()  # idempotent; lazily on the first request, never at import
         try:
             refuse_unstorable_params(req)
-            response = await handler(req)
+            response = await idempotent(req, lambda: handler(req), problem_from, read_body)
         except AscentError as error:
             response = problem_from(error)
         except ClientDisconnect:

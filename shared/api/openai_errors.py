@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
 from shared.api import cors
-from shared.api.http import Handler, refuse_unstorable_params
+from shared.api.http import Handler, read_body, refuse_unstorable_params
+from shared.api.idempotency import idempotent
 from shared.core.errors import AscentError
 from shared.core.telemetry import install_redaction
 
@@ -99,7 +100,7 @@ def openai_api(handler: Handler) -> Handler:
         install_redaction()  # idempotent; lazily on the first request, never at import
         try:
             refuse_unstorable_params(req)
-            response = await handler(req)
+            response = await idempotent(req, lambda: handler(req), openai_error, read_body)
         except AscentError as error:
             response = openai_error(error)
         except ClientDisconnect:
