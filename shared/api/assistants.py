@@ -27,6 +27,7 @@ from sqlmodel import col, delete, func, select
 from shared.agents import CATALOG, AgentSpec, configured, get_agent
 from shared.api.protocol import MAX_PAGE, agent_schemas
 from shared.core.errors import Conflict, NotFound, ValidationFailed
+from shared.core.validation import MAX_OFFSET, JsonInt
 from shared.db.assistant_models import Assistant, AssistantAudit, AssistantVersion
 from shared.db.engine import db_session
 from shared.db.models import utcnow
@@ -66,14 +67,18 @@ class _Body(BaseModel):
 class Page(_Body):
     """`limit` and `offset` of the listing endpoints."""
 
-    limit: int = Field(10, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0)
+    limit: JsonInt = Field(10, ge=1, le=MAX_PAGE)
+    offset: JsonInt = Field(0, ge=0, le=MAX_OFFSET)
+
+
+# The catalog agents an assistant can configure, as the document lists them.
+GRAPH_IDS: list[Any] = sorted(CATALOG)
 
 
 class AssistantCreate(_Body):
     """Body of `POST /assistants`."""
 
-    graph_id: str = Field(min_length=1, max_length=100)
+    graph_id: str = Field(min_length=1, max_length=100, json_schema_extra={"enum": GRAPH_IDS})
     assistant_id: uuid.UUID | None = None
     config: Json | None = None
     context: Json | None = None

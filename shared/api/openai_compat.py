@@ -94,7 +94,7 @@ from openai.types.chat.chat_completion_message_function_tool_call import (
     Function as CalledFunctionOut,
 )
 from openai.types.completion_usage import CompletionUsage
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from sqlmodel import col, select
 
 from shared.agents import CATALOG, configured
@@ -212,7 +212,7 @@ class StreamOptions(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):

@@ -110,6 +110,7 @@ from shared.api import protocol
 from shared.api.simple import raise_for_failure
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
+from shared.core.validation import JsonInt
 from shared.db.engine import db_session
 from shared.db.models import Run, new_id
 from shared.db.review_models import Review
@@ -401,7 +402,7 @@ def sdk_items(items: list[Any]) -> list[Json]:
 class ItemsQuery(BaseModel):
     """Query of `GET /v1/responses/{id}/input_items`."""
 
-    limit: int = Field(20, ge=1, le=100)
+    limit: JsonInt = Field(20, ge=1, le=100)
     order: Literal["asc", "desc"] = "desc"
     after: str | None = Field(None, max_length=200)
 

@@ -51,7 +51,11 @@ def find_unstorable(value: Any, loc: Location | None = None) -> tuple[Location, 
 
 
 def printable_location(loc: Location) -> list[str | int]:
-    """A location safe to put in a JSON answer (keys with surrogates escaped)."""
+    """A location safe to put in a JSON answer (surrogates and NULs in keys escaped)."""
+    # Neither a surrogate nor a NUL is echoed back: both as escapes (`\\udfff`, `\\x00`).
     return [
-        p.encode("utf-8", "backslashreplace").decode() if isinstance(p, str) else p for p in loc
+        p.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+        if isinstance(p, str)
+        else p
+        for p in loc
     ]

@@ -55,11 +55,9 @@ Spans = Callable[[str], list[tuple[int, int]]]
 
 def _compiles(regex: str) -> str:
     try:
-        compiled = re.compile(regex)
+        re.compile(regex)  # a match of no text is allowed, and ignored (_regex_spans)
     except re.error as exc:
         raise ValueError(f"not a valid regular expression: {exc.msg}") from None
-    if compiled.fullmatch(""):
-        raise ValueError("the pattern must not match empty text")
     return regex
 
 
@@ -71,7 +69,10 @@ class PolicyPattern(BaseModel):
         min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$", description="Rule name."
     )
     regex: Annotated[str, AfterValidator(_compiles)] = Field(
-        min_length=1, max_length=500, description="A Python regular expression."
+        min_length=1,
+        max_length=500,
+        description="A Python regular expression (matches of no text are ignored).",
+        json_schema_extra={"format": "regex"},
     )
 
 
