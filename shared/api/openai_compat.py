@@ -156,10 +156,47 @@ class ToolCallIn(BaseModel):
     function: CalledFunction
 
 
+# The `data` of each chat-completions SSE event (OpenAI's `chat.completion.chunk`); the last
+# event's data is `[DONE]`, which is not JSON.
+CHAT_COMPLETION_CHUNK: dict[str, Any] = {
+    "title": "ChatCompletionChunk",
+    "type": "object",
+    "required": ["id", "object", "created", "model", "choices"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "chat.completion.chunk"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "delta": {"type": "object"},
+                    "finish_reason": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "usage": {"type": ["object", "null"]},
+    },
+}
+
+
 class ChatMessage(BaseModel):
     """One message of `messages`: text, an assistant's tool calls, or a tool's result."""
 
-    model_config = ConfigDict(extra="ignore")
+    # The document says what _check_tool_message checks: a tool message names its call.
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "if": {"required": ["role"], "properties": {"role": {"const": "tool"}}},
+            "then": {
+                "required": ["tool_call_id"],
+                "properties": {"tool_call_id": {"type": "string"}},
+            },
+        },
+    )
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None

@@ -358,14 +358,31 @@ def _responses(op: Operation, method: str, schemas: _Schemas) -> dict[str, Any]:
 
 
 def _sse_schema(op: Operation, schemas: _Schemas) -> dict[str, Any]:
-    """The SSE stream: a string of `event:`/`id:`/`data:` frames; each event's JSON `data`
-    schema is given under `x-sse-events` (OpenAPI 3.1 has no keyword for stream items)."""
-    events = op.events or {"*": {"description": "The event's JSON payload."}}
-    return {
-        "type": "string",
-        "description": "Server-sent events: `event: <name>`, `id: <seq>`, `data: <JSON>` frames.",
-        "x-sse-events": {name: schemas.ref(body, "serialization") for name, body in events.items()},
-    }
+    """One server-sent event, as an object of its fields (`event`, `id`, `data`): its `data` is
+    text, JSON of the event's schema where `events` names one (`contentSchema`)."""
+    variants: list[dict[str, Any]] = []
+    events: Mapping[str, Body | None] = op.events or {"*": None}
+    for name, body in events.items():
+        data: dict[str, Any] = {"type": "string", "description": "The event's data."}
+        if body is not None:
+            data |= {
+                "contentMediaType": "application/json",
+                "contentSchema": schemas.ref(body, "serialization"),
+            }
+        variants.append(
+            {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "event": {"type": "string"} if name == "*" else {"const": name},
+                    "id": {"type": "string"},
+                    "retry": {"type": "string"},
+                    "data": data,
+                },
+            }
+        )
+    schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    return schema | {"description": "A server-sent event: `event`, `id` and `data` fields."}
 
 
 IDEMPOTENCY_PARAMETER: dict[str, Any] = {

@@ -102,7 +102,15 @@ from openai.types.responses.response import IncompleteDetails
 from openai.types.responses.response_item_list import ResponseItemList
 from openai.types.responses.response_output_item import McpApprovalRequest
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
 from sqlmodel import col, select
 
 from shared.agents import configured
@@ -307,7 +315,10 @@ class ResponseCreate(BaseModel):
     )
 
     model: str = Field(min_length=1, max_length=100, description="A catalog agent's name.")
-    input: str | list[InputItem] = Field(
+    # Text must hold a non-space character (the validator's "not blank"), said in the document.
+    input: (
+        Annotated[str, WithJsonSchema({"type": "string", "pattern": "\\S"})] | list[InputItem]
+    ) = Field(
         description="Text, or input items: messages, `function_call_output`, "
         "`mcp_approval_response`."
     )

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import DevHost, start_devhost
 from tests.security_support import ADMIN_KEY
@@ -28,6 +29,12 @@ from tests.security_support import ADMIN_KEY
 pytestmark = pytest.mark.e2e
 
 POSITIVE_EXAMPLES = 1
+# Rules JSON Schema cannot state, so the document cannot carry them: for these operations only
+# the "schema-valid request accepted" check is off (every other check stays on).
+KNOWN_GAPS = {
+    "POST /v1/chat/completions": "messages must end with a user message or tool results "
+    "(JSON Schema has no keyword for the last item of an array)",
+}
 NEGATIVE_EXAMPLES = 1
 
 
@@ -63,7 +70,8 @@ def fuzz(operation: Any, host: DevHost, mode: GenerationMode, examples: int) -> 
             # state (422, tests/integration/test_idempotency.py), not the request's shape.
             case.headers["Idempotency-Key"] = uuid.uuid4().hex
         response = case.call(base_url=host.base_url, headers=auth, timeout=30)
-        case.validate_response(response, headers=auth)
+        excluded = [positive_data_acceptance] if operation.label in KNOWN_GAPS else []
+        case.validate_response(response, headers=auth, excluded_checks=excluded)
 
     try:
         run()
