@@ -51,7 +51,11 @@ async def _candidates(now: datetime, limit: int) -> list[tuple[str, str, datetim
     """Eligible (tenant, thread, version) rows, oldest first."""
     idle_before = now - timedelta(minutes=get_settings().consolidate_idle_minutes)
     has_user = exists(
-        select(Run.id).where(Run.thread_id == Thread.id, col(Run.user_id).is_not(None))
+        select(Run.id).where(
+            Run.thread_id == Thread.id,
+            Run.tenant_id == Thread.tenant_id,
+            col(Run.user_id).is_not(None),
+        )
     )
     handled = exists(
         select(ThreadConsolidation.thread_id).where(

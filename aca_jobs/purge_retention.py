@@ -9,6 +9,8 @@ Per tenant (shared/memory/retention.py: its `tenant_retention` row over ASCENT_R
 4. store items whose TTL expired (shared.memory.store.purge_expired) and, when the tenant keeps
    store items for N days, items not updated for N days.
 
+Then, for the whole deployment, Idempotency-Keys past their expiry (a last step).
+
 Each batch of at most ASCENT_JOB_BATCH_SIZE rows is its own transaction, and each tenant is a
 step. Deleting is idempotent, so two replicas at once only race to delete the same rows, and a
 replica killed halfway leaves whole batches behind that the next run finishes.
@@ -24,7 +26,9 @@ from sqlalchemy import and_, delete, exists, func
 from sqlmodel import col, select
 
 from aca_jobs.steps import run_job, step_done
+from shared.api.idempotency import purge_expired
 from shared.core.settings import get_settings
+from shared.db import direct
 from shared.db.engine import db_session
 from shared.db.jobs_models import ThreadConsolidation
 from shared.db.memory_models import StoreItem
@@ -100,7 +104,9 @@ async def _purge_threads(tenant_id: str, cutoff: datetime, batch: int) -> int:
     removed = 0
     unfinished = exists(
         select(Run.id).where(
-            Run.thread_id == Thread.id, col(Run.status).not_in(TERMINAL_RUN_STATUSES)
+            Run.thread_id == Thread.id,
+            Run.tenant_id == Thread.tenant_id,
+            col(Run.status).not_in(TERMINAL_RUN_STATUSES),
         )
     )
     while True:
@@ -175,7 +181,21 @@ async def purge(*, now: datetime | None = None) -> dict[str, int]:
         for kind, count in counts.items():
             totals[kind] += count
         await step_done(NAME, f"tenant {tenant_id} purged {counts}")
+    totals["idempotency_keys"] = await purge_idempotency_keys(now=moment)
+    await step_done(NAME, f"expired idempotency keys purged: {totals['idempotency_keys']}")
     return totals
+
+
+async def purge_idempotency_keys(*, now: datetime) -> int:
+    """Delete every Idempotency-Key past its expiry (ASCENT_IDEMPOTENCY_TTL_HOURS), a batch per
+    transaction; a retry after that is a new request anyway (shared/api/idempotency.py)."""
+    batch = get_settings().job_batch_size
+    removed = 0
+    while True:
+        count = await direct.write(lambda tx: purge_expired(tx, now=now, limit=batch))
+        removed += count
+        if count < batch:
+            return removed
 
 
 def main() -> int:

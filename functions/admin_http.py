@@ -14,6 +14,12 @@ from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Respon
 from shared.api.http import api, read_json
 from shared.api.openapi import documented
 from shared.db.engine import db_session
+from shared.security.data_policy import (
+    DataPolicyOut,
+    DataPolicyUpdate,
+    get_data_policy,
+    set_data_policy,
+)
 from shared.security.tenancy import (
     IdentityConfig,
     IssuedKey,
@@ -319,4 +325,44 @@ async def platform_set_tool_policy(req: Request) -> Response:
     body = await read_json(req, ToolPolicyUpdate)
     async with db_session() as db:
         saved = await set_tool_policy(session=db, tenant_id=req.path_params["tenant_id"], body=body)
+    return JSONResponse(saved.model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/data-policy", methods=["GET"], auth_level=_ANON)
+@documented(
+    summary="Show the tenant's data policy (card numbers and its own patterns)",
+    response=DataPolicyOut,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_get_data_policy(req: Request) -> Response:
+    """Return the tenant's data policy (null action = the default) and the rules in force."""
+    _admin(req)
+    async with db_session() as db:
+        found = await get_data_policy(session=db, tenant_id=req.path_params["tenant_id"])
+    return JSONResponse(found.model_dump(mode="json"))
+
+
+@bp.route(route="platform/tenants/{tenant_id}/data-policy", methods=["PUT"], auth_level=_ANON)
+@documented(
+    summary="Set the tenant's data policy: refuse, redact or off, and its own patterns",
+    description=(
+        "Applies to every agent and entry point before anything is stored: Luhn-valid card "
+        "numbers and the tenant's patterns in any message (user or assistant) are refused "
+        "(422 `guardrail-tripped`) or replaced by `[REDACTED:<rule>]`. A change applies at "
+        "once on this instance and within 5 seconds on the others."
+    ),
+    request=DataPolicyUpdate,
+    response=DataPolicyOut,
+    errors=[403, 404],
+    tags=_TAGS,
+)
+@api
+async def platform_set_data_policy(req: Request) -> Response:
+    """Replace the tenant's data policy; the next run follows it."""
+    _admin(req)
+    body = await read_json(req, DataPolicyUpdate)
+    async with db_session() as db:
+        saved = await set_data_policy(session=db, tenant_id=req.path_params["tenant_id"], body=body)
     return JSONResponse(saved.model_dump(mode="json"))

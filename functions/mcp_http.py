@@ -7,7 +7,7 @@ from typing import Any
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from shared.api.http import api, principal_of, read_body
+from shared.api.http import api, principal_of, read_body, unstorable_jsonrpc
 from shared.api.openapi import documented
 
 bp = func.Blueprint()
@@ -75,6 +75,9 @@ async def mcp(req: Request) -> Response:
     """Authenticate, then let the MCP SDK answer the request as the caller."""
     principal = await principal_of(req)
     body = await read_body(req)
+    refused = unstorable_jsonrpc(body)
+    if refused is not None:
+        return refused
     # Function-local for cold start: the tool server (its module, and the tools' schemas built
     # from it) loads on the first MCP request, not when the host imports function_app.py.
     from shared.api import mcp_server

@@ -14,6 +14,7 @@ from openai.types.chat import ChatCompletion
 
 from shared.api.http import principal_of, read_json
 from shared.api.openai_compat import (
+    CHAT_COMPLETION_CHUNK,
     RUN_HEADER,
     THREAD_HEADER,
     ChatCompletionRequest,
@@ -77,6 +78,7 @@ async def openai_get_model(req: Request) -> Response:
     request=ChatCompletionRequest,
     response=ChatCompletion,
     streaming=True,
+    events={"*": CHAT_COMPLETION_CHUNK},
     errors=[404, 409, 502, 503],
     headers={THREAD_HEADER: "Continue this thread of the caller's tenant (a UUID)."},
     response_headers=_ANSWER_HEADERS,

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from agents import Agent, GuardrailFunctionOutput, RunContextWrapper, input_guardrail
 from agents.items import TResponseInputItem
 
-# 13 to 19 digits, optionally grouped by spaces or dashes: the shape of a payment card number.
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+from shared.core.sensitive import card_spans, luhn_valid
 
-
-def luhn_valid(digits: str) -> bool:
-    """Return True when the digits pass the Luhn checksum that card numbers carry."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+__all__ = ["find_card_number", "luhn_valid", "no_card_numbers"]
 
 
 def find_card_number(text: str) -> bool:
     """Return True when the text contains a Luhn-valid payment card number."""
-    for match in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            return True
-    return False
+    return bool(card_spans(text))
 
 
 def _input_text(value: str | list[TResponseInputItem]) -> str:

@@ -27,6 +27,7 @@ from sqlmodel import col, delete, func, select
 from shared.agents import AgentSpec, catalog, configured, get_agent
 from shared.api.protocol import MAX_PAGE, agent_schemas
 from shared.core.errors import Conflict, NotFound, ValidationFailed
+from shared.core.validation import MAX_OFFSET, JsonInt
 from shared.db.assistant_models import Assistant, AssistantAudit, AssistantVersion
 from shared.db.engine import db_session
 from shared.db.models import utcnow
@@ -67,14 +68,20 @@ class _Body(BaseModel):
 class Page(_Body):
     """`limit` and `offset` of the listing endpoints."""
 
-    limit: int = Field(10, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0)
+    limit: JsonInt = Field(10, ge=1, le=MAX_PAGE)
+    offset: JsonInt = Field(0, ge=0, le=MAX_OFFSET)
+
+
+def _graph_ids(schema: dict[str, Any]) -> None:
+    """List the catalog agents an assistant can configure, when the document is generated (the
+    catalog is the user's, loaded at first use, never at import)."""
+    schema["enum"] = sorted(catalog())
 
 
 class AssistantCreate(_Body):
     """Body of `POST /assistants`."""
 
-    graph_id: str = Field(min_length=1, max_length=100)
+    graph_id: str = Field(min_length=1, max_length=100, json_schema_extra=_graph_ids)
     assistant_id: uuid.UUID | None = None
     config: Json | None = None
     context: Json | None = None

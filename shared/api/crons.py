@@ -20,13 +20,15 @@ from shared.agents import configured
 from shared.api import protocol
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
+from shared.core.validation import MAX_OFFSET, JsonInt
 from shared.db.engine import db_session
 from shared.db.jobs_models import Cron
 from shared.db.models import utcnow
 from shared.db.types import as_utc
-from shared.runs.crons import next_occurrence, validate_schedule
+from shared.runs.crons import CRON_PATTERN, next_occurrence, validate_schedule
 from shared.security import thread_access
 from shared.security.auth import Principal
+from shared.security.data_policy import policy_for
 
 Json = dict[str, Any]
 MAX_PAGE = 1000
@@ -38,13 +40,17 @@ MAX_PAGE = 1000
 class CronCreate(BaseModel):
     """Body of `POST /runs/crons` and `POST /threads/{thread_id}/runs/crons`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=protocol.INPUT_REQUIRED)
 
-    schedule: str = Field(max_length=120, description="5-field cron expression, in UTC.")
+    schedule: str = Field(
+        max_length=120,
+        description="5-field cron expression, in UTC.",
+        json_schema_extra={"pattern": CRON_PATTERN},
+    )
     agent_id: str | None = Field(None, max_length=100)
     assistant_id: str | None = Field(None, max_length=100)
-    input: str | Json | list[Json] | None = None
-    messages: list[Json] | None = None
+    input: protocol.RunInput = None
+    messages: protocol.RunMessages = None
     metadata: Json | None = None
     config: Json | None = None
     thread_id: uuid.UUID | None = None
@@ -73,8 +79,8 @@ class CronSearch(BaseModel):
     assistant_id: str | None = Field(None, max_length=100)
     thread_id: uuid.UUID | None = None
     metadata: Json | None = None
-    limit: int = Field(10, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0)
+    limit: JsonInt = Field(10, ge=1, le=MAX_PAGE)
+    offset: JsonInt = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class CronCount(BaseModel):
@@ -94,7 +100,7 @@ class CronUpdate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    schedule: str | None = Field(None, max_length=120)
+    schedule: str | None = Field(None, max_length=120, json_schema_extra={"pattern": CRON_PATTERN})
     end_time: datetime | None = None
     input: str | Json | list[Json] | None = None
     messages: list[Json] | None = None
@@ -149,7 +155,9 @@ async def create_cron(
     run_body = protocol.RunCreate(
         agent_id=body.agent, input=body.input, messages=body.messages, config=body.config
     )
-    items = protocol.normalize_input(run_body)
+    # The tenant's data policy before the cron stores its input: its runs reuse the stored
+    # (checked) input, so a policy changed later applies to crons created or updated after it.
+    items = (await policy_for(tenant)).check_items(protocol.normalize_input(run_body)) or []
     tid = thread_id or (str(body.thread_id) if body.thread_id else None)
     moment = now or utcnow()
     first = next_occurrence(body.schedule, moment)
@@ -244,7 +252,8 @@ async def update_cron(
             run_body = protocol.RunCreate(
                 agent_id=cron.agent, input=body.input, messages=body.messages
             )
-            payload["input"] = protocol.normalize_input(run_body)
+            policy = await policy_for(principal.tenant_id)
+            payload["input"] = policy.check_items(protocol.normalize_input(run_body)) or []
         if body.config is not None:
             payload["config"] = body.config
         if body.on_run_completed is not None:

@@ -12,8 +12,11 @@ from typing import Any, TypeVar
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, RootModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from shared.api import cors
+from shared.api.idempotency import idempotent
+from shared.api.unstorable import find_unstorable, printable_location
 from shared.core.errors import (
     AscentError,
     BadRequest,
@@ -76,9 +79,17 @@ def api(handler: Handler) -> Handler:
             ) as current,
         ):
             try:
-                response = await handler(req)
+                refuse_unstorable_params(req)
+                response = await idempotent(req, lambda: handler(req), problem_from, read_body)
             except AscentError as error:
                 response = problem_from(error)
+            except ClientDisconnect:
+                # The client went away mid-body (fewer bytes than its Content-Length): its
+                # business, not a server fault; nobody reads the answer.
+                log.info("client disconnected before sending its body to %s", handler.__name__)
+                response = problem(
+                    400, "client-disconnect", "Client disconnected", "Body incomplete."
+                )
             except Exception as exc:
                 if database_unavailable(exc):
                     # The database dropped the connection (restart, failover, a terminated
@@ -109,6 +120,26 @@ DATABASE_DOWN = ServiceUnavailable(
 )
 
 
+def refuse_unstorable_params(req: Request) -> None:
+    """400 when a path or query value holds a NUL (`%00`) or lone surrogate: such a value can
+    match no stored row, and Postgres refuses it as a parameter (URL decoding turns invalid
+    UTF-8 into U+FFFD, so only NUL normally gets here)."""
+    sources: list[tuple[str, Any]] = [
+        ("path", dict(req.path_params)),
+        ("query", [list(pair) for pair in req.query_params.multi_items()]),
+    ]
+    for where, values in sources:
+        found = find_unstorable(values, [where])
+        if found is not None:
+            loc = printable_location(found[0])
+            # A query location is [query, index, 0 | 1]: name the parameter, not its index.
+            name = loc[1] if where == "path" else printable_location([values[int(loc[1])][0]])[0]
+            raise BadRequest(
+                f"The {where} parameter {name} {found[1]}; such text cannot be stored.",
+                errors=[{"loc": [where, name], "msg": found[1], "type": "unstorable_text"}],
+            )
+
+
 async def read_body(req: Request) -> bytes:
     """Read the body, refusing more than ASCENT_MAX_BODY_BYTES before and while reading."""
     limit = get_settings().max_body_bytes
@@ -132,6 +163,17 @@ async def read_json(req: Request, model: type[ModelT]) -> ModelT:
         # ValueError covers JSONDecodeError, UnicodeDecodeError and integers over Python's digit
         # limit; RecursionError is JSON nested too deeply. Both are the client's malformed body.
         raise BadRequest("The body is not valid JSON.") from None
+    # Before the model: text no database can hold is refused for every endpoint alike, and a
+    # handler never sees it (so nothing is written first).
+    unstorable = find_unstorable(data)
+    if unstorable is not None:
+        loc, reason = unstorable
+        where = printable_location(loc)
+        raise BadRequest(
+            f"The field {'.'.join(str(p) for p in where) or 'body'} {reason}; "
+            "such text cannot be stored.",
+            errors=[{"loc": where, "msg": reason, "type": "unstorable_text"}],
+        )
     # A list-bodied endpoint declares a RootModel of a list (`POST /runs/batch`).
     if not isinstance(data, dict) and not (isinstance(data, list) and issubclass(model, RootModel)):
         raise ValidationFailed("The body must be a JSON object.")
@@ -144,6 +186,21 @@ async def read_json(req: Request, model: type[ModelT]) -> ModelT:
             for e in exc.errors(include_url=False, include_input=False, include_context=False)
         ]
         raise ValidationFailed("The body has missing or invalid fields.", errors=errors) from None
+
+
+def unstorable_jsonrpc(raw: bytes) -> JSONResponse | None:
+    """For a raw JSON-RPC body (MCP): a 400 JSON-RPC error when it holds text no database can
+    store (as `read_json` refuses it everywhere else), else None (the transport parses it)."""
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, RecursionError):
+        return None  # the MCP transport answers malformed JSON itself
+    found = find_unstorable(data)
+    if found is None:
+        return None
+    where = ".".join(str(p) for p in printable_location(found[0])) or "body"
+    error = {"code": -32602, "message": f"The field {where} {found[1]}; it cannot be stored."}
+    return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=400)
 
 
 async def principal_of(req: Request) -> Principal:

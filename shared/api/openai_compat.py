@@ -94,7 +94,7 @@ from openai.types.chat.chat_completion_message_function_tool_call import (
     Function as CalledFunctionOut,
 )
 from openai.types.completion_usage import CompletionUsage
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from sqlmodel import col, select
 
 from shared.agents import catalog, configured
@@ -157,10 +157,47 @@ class ToolCallIn(BaseModel):
     function: CalledFunction
 
 
+# The `data` of each chat-completions SSE event (OpenAI's `chat.completion.chunk`); the last
+# event's data is `[DONE]`, which is not JSON.
+CHAT_COMPLETION_CHUNK: dict[str, Any] = {
+    "title": "ChatCompletionChunk",
+    "type": "object",
+    "required": ["id", "object", "created", "model", "choices"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "chat.completion.chunk"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "delta": {"type": "object"},
+                    "finish_reason": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "usage": {"type": ["object", "null"]},
+    },
+}
+
+
 class ChatMessage(BaseModel):
     """One message of `messages`: text, an assistant's tool calls, or a tool's result."""
 
-    model_config = ConfigDict(extra="ignore")
+    # The document says what _check_tool_message checks: a tool message names its call.
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "if": {"required": ["role"], "properties": {"role": {"const": "tool"}}},
+            "then": {
+                "required": ["tool_call_id"],
+                "properties": {"tool_call_id": {"type": "string"}},
+            },
+        },
+    )
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
@@ -213,7 +250,7 @@ class StreamOptions(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):

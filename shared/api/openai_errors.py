@@ -24,9 +24,11 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from shared.api import cors
-from shared.api.http import Handler
+from shared.api.http import Handler, read_body, refuse_unstorable_params
+from shared.api.idempotency import idempotent
 from shared.core.errors import AscentError
 from shared.core.telemetry import install_redaction
 
@@ -97,9 +99,14 @@ def openai_api(handler: Handler) -> Handler:
     async def wrapper(req: Request) -> Response:
         install_redaction()  # idempotent; lazily on the first request, never at import
         try:
-            response = await handler(req)
+            refuse_unstorable_params(req)
+            response = await idempotent(req, lambda: handler(req), openai_error, read_body)
         except AscentError as error:
             response = openai_error(error)
+        except ClientDisconnect:
+            # The client went away mid-body: its business, not a server fault (no traceback).
+            log.info("client disconnected before sending its body to %s", handler.__name__)
+            response = JSONResponse(error_body(400, "Body incomplete.", "client_disconnect"), 400)
         except Exception:
             log.exception("unhandled error in %s", handler.__name__)
             body = error_body(500, "The server failed; try again.", "internal")

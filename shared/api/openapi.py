@@ -85,6 +85,8 @@ class Operation:
     # Left out of the document (the catch-all route: it serves no path of its own).
     hidden: bool = False
     openai_errors: bool = False
+    # SSE: each event name and the schema of its `data` (JSON); `*` for any event name.
+    events: Mapping[str, Body] = field(default_factory=dict)
 
 
 def documented(
@@ -106,6 +108,7 @@ def documented(
     alternatives: Mapping[str, Mapping[str, Any]] | None = None,
     hidden: bool = False,
     openai_errors: bool = False,
+    events: Mapping[str, Body] | None = None,
 ) -> Callable[[F], F]:
     """Record a handler's OpenAPI metadata on it (place it between `@bp.route` and `@api`).
 
@@ -115,7 +118,8 @@ def documented(
     extra non-problem answers as `{status: (description, body)}` (body None: no content);
     `path_params` gives JSON Schemas for route values (default: string); `headers` optional
     request headers; `alternatives` other media types of the success answer (e.g. CSV);
-    `openai_errors` documents errors in OpenAI's shape (the `/v1/*` handlers).
+    `openai_errors` documents errors in OpenAI's shape (the `/v1/*` handlers); `events` the
+    SSE events of a streaming answer (name → schema of the event's JSON `data`).
     """
     operation = Operation(
         summary=summary,
@@ -135,6 +139,7 @@ def documented(
         alternatives=dict(alternatives or {}),
         hidden=hidden,
         openai_errors=openai_errors,
+        events=dict(events or {}),
     )
 
     def mark(handler: F) -> F:
@@ -296,6 +301,8 @@ def _operation(
         | {"schema": {"type": "string"}}
         for name, text in op.headers.items()
     ]
+    if method == "POST" and op.auth:
+        parameters.append(IDEMPOTENCY_PARAMETER)
     if parameters:
         result["parameters"] = parameters
     if op.request is not None and method in _BODY_METHODS:
@@ -315,9 +322,7 @@ def _responses(op: Operation, method: str, schemas: _Schemas) -> dict[str, Any]:
     for media, schema in op.alternatives.items():
         content[media] = {"schema": dict(schema)}
     if op.streaming:
-        content[SSE] = {
-            "schema": {"type": "string", "description": "Server-sent events (`data: ...`)."}
-        }
+        content[SSE] = {"schema": _sse_schema(op, schemas)}
     success: dict[str, Any] = {"description": _reason(op.status)}
     if content:
         success["content"] = content
@@ -338,6 +343,10 @@ def _responses(op: Operation, method: str, schemas: _Schemas) -> dict[str, Any]:
         implied |= {401, 429}  # shared.api.http.principal_of authenticates and rate-limits
     if op.request is not None and method in _BODY_METHODS:
         implied |= {400, 413} if op.openai_errors else {400, 413, 422}
+    if method == "POST" and op.auth:
+        # Idempotency-Key (shared/api/idempotency.py): reused for another request (422), or
+        # its first request still running or streamed (409); a malformed key is a 400.
+        implied |= {400, 409, 422}
     if op.openai_errors:
         # Invalid fields are OpenAI's 400 there (shared/api/openai_errors.py).
         implied = {400 if status == 422 else status for status in implied}
@@ -353,6 +362,46 @@ def _responses(op: Operation, method: str, schemas: _Schemas) -> dict[str, Any]:
             }
     return responses
 
+
+def _sse_schema(op: Operation, schemas: _Schemas) -> dict[str, Any]:
+    """One server-sent event, as an object of its fields (`event`, `id`, `data`): its `data` is
+    text, JSON of the event's schema where `events` names one (`contentSchema`)."""
+    variants: list[dict[str, Any]] = []
+    events: Mapping[str, Body | None] = op.events or {"*": None}
+    for name, body in events.items():
+        data: dict[str, Any] = {"type": "string", "description": "The event's data."}
+        if body is not None:
+            data |= {
+                "contentMediaType": "application/json",
+                "contentSchema": schemas.ref(body, "serialization"),
+            }
+        variants.append(
+            {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "event": {"type": "string"} if name == "*" else {"const": name},
+                    "id": {"type": "string"},
+                    "retry": {"type": "string"},
+                    "data": data,
+                },
+            }
+        )
+    schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    return schema | {"description": "A server-sent event: `event`, `id` and `data` fields."}
+
+
+IDEMPOTENCY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Retry safely: the first answer to a request with this key is kept for "
+        "ASCENT_IDEMPOTENCY_TTL_HOURS (24 h) and returned to a retry of the same request "
+        "(`Idempotent-Replayed: true`); keys are per tenant."
+    ),
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+}
 
 # Methods whose handlers read a JSON body (DELETE too: the Agent Protocol store deletes by body).
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -406,4 +455,72 @@ def build_document(app: Any, *, prefix: str | None = None) -> dict[str, Any]:
             item[method.lower()] = _operation(function, method, params, schemas)
     schemas.ref(Problem, "serialization")
     schemas.render(document)
+    storable_only(document)
     return document
+
+
+# Text the API refuses at its boundary (shared/api/unstorable.py): NUL. (Lone surrogates cannot
+# be written in a JSON Schema pattern; generators do not produce them as valid text anyway.)
+NO_NUL = "^[^\\u0000]*$"
+STORABLE_JSON = "StorableJson"
+_STORABLE_REF = {"$ref": f"#/components/schemas/{STORABLE_JSON}"}
+# Keywords that make a schema more than "any JSON" (one without them is free-form).
+_CONSTRAINING = frozenset(
+    {"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const", "not", "properties", "items"}
+    | {"pattern", "format", "minLength", "maxLength", "additionalProperties", "required"}
+)
+
+
+def storable_only(document: dict[str, Any]) -> None:
+    """Say in every schema what read_json enforces for every body and parameter: strings and
+    object keys hold no NUL, and free-form JSON (metadata, values) is JSON of such strings."""
+    components = document["components"]["schemas"]
+    for schema in components.values():
+        _storable(schema)
+    for item in document["paths"].values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                _storable(parameter.get("schema", {}))
+    components[STORABLE_JSON] = {
+        "title": STORABLE_JSON,
+        "description": "Any JSON whose strings and keys hold no NUL character.",
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "number"},
+            {"type": "string", "pattern": NO_NUL},
+            {"type": "array", "items": _STORABLE_REF},
+            {
+                "type": "object",
+                "additionalProperties": _STORABLE_REF,
+                "propertyNames": {"pattern": NO_NUL},
+            },
+        ],
+    }
+
+
+def _storable(schema: Any) -> None:
+    """Constrain one JSON Schema (and its subschemas) in place, as `storable_only` says."""
+    if not isinstance(schema, dict):
+        return
+    if not _CONSTRAINING & schema.keys():
+        schema.update(_STORABLE_REF)  # free-form (Any): any storable JSON
+        return
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if "string" in kinds and not {"pattern", "format", "enum", "const"} & schema.keys():
+        schema["pattern"] = NO_NUL
+    if "object" in kinds or "properties" in schema:
+        extra = schema.get("additionalProperties")
+        if extra is not False and "propertyNames" not in schema:
+            schema["propertyNames"] = {"pattern": NO_NUL}
+        if extra is True:
+            schema["additionalProperties"] = dict(_STORABLE_REF)
+    for prop in schema.get("properties", {}).values():
+        _storable(prop)
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(schema.get(key), dict):
+            _storable(schema[key])
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for sub in schema.get(key, []):
+            _storable(sub)

@@ -35,10 +35,10 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from agents.agent_output import AgentOutputSchema, AgentOutputSchemaBase
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -46,6 +46,7 @@ from shared.agents import AgentSpec, catalog, configured, get_agent
 from shared.api import sse
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
+from shared.core.validation import MAX_OFFSET, JsonInt
 from shared.db import direct, repo
 from shared.db.engine import db_session
 from shared.db.models import Run, Thread, new_id, utcnow
@@ -90,8 +91,8 @@ class _Body(BaseModel):
 class Page(_Body):
     """`limit` and `offset` of the search endpoints."""
 
-    limit: int = Field(10, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0)
+    limit: JsonInt = Field(10, ge=1, le=MAX_PAGE)
+    offset: JsonInt = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class AgentSearch(Page):
@@ -154,20 +155,80 @@ class RunSearch(Page):
 class RunsCancel(_Body):
     """Body of `POST /runs/cancel`: which runs to cancel (at least one filter)."""
 
+    # The document says what cancel_many checks: at least one filter, not null.
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+                for name in ("thread_id", "run_ids", "status")
+            ]
+        },
+    )
+
     thread_id: uuid.UUID | None = None
     run_ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=MAX_PAGE)
     status: Literal["pending", "running", "all"] | None = None
 
 
+# What normalize_input accepts, said in the document: text with a non-space character, or
+# messages with a role and non-blank text (the server also takes LangGraph's `type` for the
+# role and content as a list of parts). `command` is not supported (422): only null.
+_MESSAGE: Json = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"enum": ["user", "assistant", "system", "developer"]},
+        "content": {"type": "string", "pattern": "\\S"},
+    },
+}
+_MESSAGES: Json = {"type": "array", "minItems": 1, "items": _MESSAGE}
+RunInput = Annotated[
+    str | Json | list[Json] | None,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": "\\S"},
+                _MESSAGES,
+                {"type": "object", "required": ["messages"], "properties": {"messages": _MESSAGES}},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+RunMessages = Annotated[
+    list[Json] | None,
+    WithJsonSchema({"anyOf": [{"type": "array", "items": _MESSAGE}, {"type": "null"}]}),
+]
+NoCommand = Annotated[
+    Json | None, WithJsonSchema({"type": "null", "description": "Not supported yet."})
+]
+
+
+# A stream mode, with the modes `_known_modes` accepts listed in the document.
+StreamMode = Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(STREAM_MODES)})]
+
+
+# An input is required: `input`, or `messages` when `input` is absent or null.
+INPUT_REQUIRED: Json = {
+    "anyOf": [
+        {"required": ["input"], "properties": {"input": {"not": {"type": "null"}}}},
+        {"required": ["messages"], "properties": {"messages": _MESSAGES}},
+    ]
+}
+
+
 class RunCreate(_Body):
     """Body of the run-creating endpoints (Agent Protocol `RunCreate` + LangGraph's fields)."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=INPUT_REQUIRED)
 
     thread_id: uuid.UUID | None = None
     agent_id: str | None = Field(None, max_length=100)
     assistant_id: str | None = Field(None, max_length=100)
-    input: str | Json | list[Json] | None = None
-    messages: list[Json] | None = None
-    command: Json | None = None
+    input: RunInput = None
+    messages: RunMessages = None
+    command: NoCommand = None
     metadata: Json | None = None
     config: Json | None = None
     webhook: str | None = Field(None, min_length=1, max_length=65536)
@@ -175,7 +236,7 @@ class RunCreate(_Body):
     on_disconnect: Literal["cancel", "continue"] = "cancel"
     if_not_exists: Literal["create", "reject"] = "reject"
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "reject"
-    stream_mode: str | list[str] | None = None
+    stream_mode: StreamMode | list[StreamMode] | None = None
     after_seconds: int | None = Field(None, ge=0)
 
     @field_validator("stream_mode")
@@ -424,12 +485,15 @@ async def visible_thread(principal: Principal, thread_id: str) -> Thread:
 
 async def create_thread(principal: Principal, body: ThreadCreate) -> Json:
     """Create a thread owned by the calling user (with a chosen id when given; `if_exists`
-    decides on duplicates)."""
+    decides on duplicates). Ids are unique per tenant: another tenant's thread with the same
+    id is not a duplicate, so the answer is the one a fresh id gets."""
     thread_id = str(body.thread_id) if body.thread_id else None
     if thread_id is not None:
         async with db_session() as db:
-            existing = await db.get(Thread, thread_id)
-            # Another user's thread is "taken", like another tenant's: never returned.
+            existing = await repo.get_thread(
+                session=db, tenant_id=principal.tenant_id, thread_id=thread_id
+            )
+            # Another user's thread of the tenant is "taken": never returned.
             visible = existing is not None and await thread_access.can_see(db, principal, existing)
         if existing is not None:
             if visible and body.if_exists == "do_nothing":

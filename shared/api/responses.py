@@ -102,7 +102,15 @@ from openai.types.responses.response import IncompleteDetails
 from openai.types.responses.response_item_list import ResponseItemList
 from openai.types.responses.response_output_item import McpApprovalRequest
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
 from sqlmodel import col, select
 
 from shared.agents import configured
@@ -110,6 +118,7 @@ from shared.api import protocol, sse
 from shared.api.simple import raise_for_failure
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
+from shared.core.validation import JsonInt
 from shared.db.engine import db_session
 from shared.db.models import Run, new_id
 from shared.db.review_models import Review
@@ -306,7 +315,10 @@ class ResponseCreate(BaseModel):
     )
 
     model: str = Field(min_length=1, max_length=100, description="A catalog agent's name.")
-    input: str | list[InputItem] = Field(
+    # Text must hold a non-space character (the validator's "not blank"), said in the document.
+    input: (
+        Annotated[str, WithJsonSchema({"type": "string", "pattern": "\\S"})] | list[InputItem]
+    ) = Field(
         description="Text, or input items: messages, `function_call_output`, "
         "`mcp_approval_response`."
     )
@@ -401,7 +413,7 @@ def sdk_items(items: list[Any]) -> list[Json]:
 class ItemsQuery(BaseModel):
     """Query of `GET /v1/responses/{id}/input_items`."""
 
-    limit: int = Field(20, ge=1, le=100)
+    limit: JsonInt = Field(20, ge=1, le=100)
     order: Literal["asc", "desc"] = "desc"
     after: str | None = Field(None, max_length=200)
 

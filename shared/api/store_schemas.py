@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
 
-from shared.memory.store import MAX_KEY_CHARS, MAX_NAMESPACE_DEPTH, MAX_PAGE
+from shared.core.validation import JsonInt
+from shared.memory.store import LABEL_PATTERN, MAX_KEY_CHARS, MAX_NAMESPACE_DEPTH, MAX_PAGE
 
 MAX_TTL_MINUTES = 10 * 365 * 24 * 60
 MAX_QUERY_CHARS = 2_000
+
+
+# A namespace label as shared.memory.store.validate_namespace accepts it, said in the document.
+Label = Annotated[str, WithJsonSchema({"type": "string", "pattern": LABEL_PATTERN})]
 
 
 class _Body(BaseModel):
@@ -20,7 +25,7 @@ class _Body(BaseModel):
 class StorePutRequest(_Body):
     """`PUT /store/items`: insert or replace the item at (namespace, key)."""
 
-    namespace: list[str] = Field(min_length=1, max_length=MAX_NAMESPACE_DEPTH)
+    namespace: list[Label] = Field(min_length=1, max_length=MAX_NAMESPACE_DEPTH)
     key: str = Field(min_length=1, max_length=MAX_KEY_CHARS)
     value: dict[str, Any]
     ttl: float | None = Field(
@@ -34,7 +39,7 @@ class StorePutRequest(_Body):
 class StoreDeleteRequest(_Body):
     """`DELETE /store/items`: delete the item at (namespace, key)."""
 
-    namespace: list[str] = Field(min_length=1, max_length=MAX_NAMESPACE_DEPTH)
+    namespace: list[Label] = Field(min_length=1, max_length=MAX_NAMESPACE_DEPTH)
     key: str = Field(min_length=1, max_length=MAX_KEY_CHARS)
 
 
@@ -43,8 +48,8 @@ class StoreSearchRequest(_Body):
 
     namespace_prefix: list[str] | None = Field(None, max_length=MAX_NAMESPACE_DEPTH)
     filter: dict[str, Any] | None = None
-    limit: int = Field(10, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0, le=100_000)
+    limit: JsonInt = Field(10, ge=1, le=MAX_PAGE)
+    offset: JsonInt = Field(0, ge=0, le=100_000)
     query: str | None = Field(None, max_length=MAX_QUERY_CHARS)
     refresh_ttl: bool | None = Field(None, description="Accepted for LangGraph clients; ignored.")
 
@@ -55,14 +60,14 @@ class StoreListNamespacesRequest(_Body):
     prefix: list[str] | None = Field(None, max_length=MAX_NAMESPACE_DEPTH)
     suffix: list[str] | None = Field(None, max_length=MAX_NAMESPACE_DEPTH)
     max_depth: int | None = Field(None, ge=1, le=MAX_NAMESPACE_DEPTH)
-    limit: int = Field(100, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0, le=100_000)
+    limit: JsonInt = Field(100, ge=1, le=MAX_PAGE)
+    offset: JsonInt = Field(0, ge=0, le=100_000)
 
 
 class StoreGetQuery(BaseModel):
     """`GET /store/items` query: `namespace` repeated (`a&namespace=b`) or dotted (`a.b`)."""
 
-    namespace: list[str] = Field(default_factory=list, max_length=MAX_NAMESPACE_DEPTH)
+    namespace: list[Label] = Field(min_length=1, max_length=MAX_NAMESPACE_DEPTH)
     key: str = Field(min_length=1, max_length=MAX_KEY_CHARS)
 
 

@@ -46,6 +46,7 @@ from shared.memory.sessions import build_session
 from shared.runs.messages import to_messages
 from shared.security import thread_access
 from shared.security.auth import Principal
+from shared.security.data_policy import policy_for
 
 # Namespace of the ids of paused states (uuid5 of the run id and the pause's event seq).
 _PAUSE_NS = uuid.UUID("6f1f3b0e-2b1c-4d3e-9a57-5d0c1a9e4b21")
@@ -266,12 +267,14 @@ async def update_state(principal: Principal, thread_id: str, body: StateUpdate) 
         raise Conflict(
             "The thread is busy or paused for review; wait for its run, or decide or cancel it."
         )
+    # The tenant's data policy before anything is stored: values carry messages of any role.
+    values = (await policy_for(principal.tenant_id)).check_deep(body.values)
     points = await _checkpoints(principal.tenant_id, thread)
     current = points[0].checkpoint_id if points else None
     given = body.checkpoint.checkpoint_id if body.checkpoint else body.checkpoint_id
     if given is not None and given != current:
         raise ValidationFailed("update_state applies to the current checkpoint only.")
-    updates = body.values if isinstance(body.values, list) else [body.values or {}]
+    updates = values if isinstance(values, list) else [values or {}]
     messages: list[Json] = []
     merged: Json = {}
     for update in updates:
@@ -303,7 +306,7 @@ async def update_state(principal: Principal, thread_id: str, body: StateUpdate) 
                 values_=dict(row.values_ or {}),
                 metadata_={
                     "source": "update",
-                    "writes": {body.as_node or "__input__": body.values},
+                    "writes": {body.as_node or "__input__": values},
                 },
             )
         )

@@ -39,9 +39,16 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from sqlalchemy import func
 from sqlmodel import col, select
 
@@ -63,6 +70,13 @@ CHANNELS = frozenset(
     {"values", "updates", "messages", "tools", "lifecycle", "input", "checkpoints", "tasks"}
     | {"custom"}
 )
+# A channel as `_known_channels` accepts it, said the same way in the document.
+Channel = Annotated[
+    str,
+    WithJsonSchema(
+        {"type": "string", "anyOf": [{"enum": sorted(CHANNELS)}, {"pattern": "^custom:."}]}
+    ),
+]
 # Protocol events per stored event, at most (see the module docstring's `seq`).
 FAN_OUT = 8
 _LIFECYCLE = {"success": "completed", "error": "failed", "timeout": "failed"}
@@ -73,7 +87,7 @@ class EventStreamRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    channels: list[str] = Field(..., min_length=1, max_length=20)
+    channels: list[Channel] = Field(..., min_length=1, max_length=20)
     namespaces: list[list[str]] | None = Field(None, max_length=100)
     depth: int | None = Field(None, ge=0)
     since: int | None = Field(None, ge=0, le=2**53 - 1)
@@ -274,7 +288,7 @@ async def open_stream(
     # Re-read at least this often when nothing wakes the stream (the poll fallback's interval
     # where no notification channel exists).
     pause = wake_timeout() if notifier.channel else get_settings().run_poll_seconds
-    with notifier.subscribe(thread_runs_topic(given)) as wakes:
+    with notifier.subscribe(thread_runs_topic(principal.tenant_id, given)) as wakes:
         thread = await _find(principal, given)
         while thread is None:
             if not await wakes.wait(pause):

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     review_ttl_seconds: int = Field(24 * 3600, ge=1, alias="ASCENT_REVIEW_TTL_SECONDS")
     auto_approve_tools: str = Field("remember", alias="ASCENT_AUTO_APPROVE_TOOLS")
     refund_review_threshold: float = Field(1000.0, ge=0, alias="ASCENT_REFUND_REVIEW_THRESHOLD")
+    # The data policy of tenants without their own (shared/security/data_policy.py): card
+    # numbers and tenant patterns are `refuse`d (422) or `redact`ed before anything is stored.
+    data_policy: Literal["refuse", "redact", "off"] = Field("refuse", alias="ASCENT_DATA_POLICY")
+    # How long an Idempotency-Key's first answer is kept (shared/api/idempotency.py).
+    idempotency_ttl_hours: float = Field(
+        24.0, gt=0, le=24 * 30, alias="ASCENT_IDEMPOTENCY_TTL_HOURS"
+    )
 
     # --- MCP (issue 14): agents calling tools on MCP servers (shared/agents/mcp_servers.py) ---
     # The shared MCP tool server (`python -m mcp_tools`); set, the demo agents call its

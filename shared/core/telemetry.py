@@ -33,6 +33,8 @@ from typing import Any
 
 from opentelemetry import trace
 
+from shared.core.sensitive import redact_cards
+
 REDACTED = "[REDACTED]"
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -58,7 +60,9 @@ def redact(text: str) -> str:
     """Return the text with every known secret shape replaced by [REDACTED]."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    # Payment card numbers (Luhn-valid): the data policy keeps them out of storage, and no
+    # log line may carry one either (an error message quoting a request, say).
+    return redact_cards(text, REDACTED)
 
 
 class RedactingFilter(logging.Filter):

@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.core.services import service
 from shared.core.settings import get_settings
-from shared.db.engine import SQLITE_BUSY_TIMEOUT_MS, entra_password
+from shared.db.engine import SQLITE_BUSY_TIMEOUT_MS, entra_password, load_stored_json
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ def _sqlite_engine(url: str, *, busy_ms: int, pool_size: int, writes: bool) -> E
         pool_size=pool_size,
         max_overflow=0,
         connect_args={"check_same_thread": False, "timeout": busy_ms / 1000},
+        json_deserializer=load_stored_json,
     )
 
     @event.listens_for(engine, "connect")
@@ -314,7 +315,11 @@ class PostgresDirect:
         """Prepare the engine; nothing connects yet."""
         self.writers = max(1, writers)
         self._engine: AsyncEngine = create_async_engine(
-            url, pool_size=self.writers + max(1, readers), max_overflow=0, pool_pre_ping=True
+            url,
+            pool_size=self.writers + max(1, readers),
+            max_overflow=0,
+            pool_pre_ping=True,
+            json_deserializer=load_stored_json,
         )
         if get_settings().database_auth == "entra":
             event.listen(self._engine.sync_engine, "do_connect", entra_password)

@@ -10,6 +10,8 @@ snapshot); the paths that write concurrently go through the direct writer for th
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,37 @@ from shared.core.settings import get_settings
 
 # SQLite waits this long for another writer (another dev host process) before failing.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+# The JSON escape of a UTF-16 surrogate (U+D800..U+DFFF), in either case.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def load_stored_json(text: str | bytes) -> Any:
+    """Decode a stored JSON column, with lone surrogates replaced by U+FFFD.
+
+    The API refuses such text at its boundary (shared/api/unstorable.py), but rows written
+    before it did hold some (Postgres `json` and SQLite keep the escape `\\udfff` as given),
+    and a lone surrogate cannot be encoded into a UTF-8 answer: served as U+FFFD, the row
+    still renders instead of failing every read of its tenant.
+    """
+    if isinstance(text, bytes):  # psycopg hands the column's bytes
+        text = text.decode("utf-8")
+    value = json.loads(text)
+    if not _SURROGATE_ESCAPE.search(text):
+        return value  # the common case: nothing to repair, one regex scan
+    return _repaired(value)
+
+
+def _repaired(value: Any) -> Any:
+    if isinstance(value, str):
+        # A valid pair was already joined by json.loads: only lone halves are left to replace.
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_repaired(k): _repaired(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_repaired(v) for v in value]
+    return value
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -42,11 +75,19 @@ def build_engine(url: str) -> AsyncEngine:
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=20, max_overflow=0)
+        engine = create_async_engine(
+            url, pool_size=20, max_overflow=0, json_deserializer=load_stored_json
+        )
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
     size = get_settings().db_pool_size
-    engine = create_async_engine(url, pool_size=size, max_overflow=size, pool_pre_ping=True)
+    engine = create_async_engine(
+        url,
+        pool_size=size,
+        max_overflow=size,
+        pool_pre_ping=True,
+        json_deserializer=load_stored_json,
+    )
     if get_settings().database_auth == "entra":
         event.listen(engine.sync_engine, "do_connect", entra_password)
     return engine

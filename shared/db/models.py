@@ -6,7 +6,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.sql.expression import false as sa_false
 from sqlmodel import Field, SQLModel
 
@@ -52,7 +61,11 @@ class ApiKey(SQLModel, table=True):
 
 
 class Thread(SQLModel, table=True):
-    """A conversation; its history lives in the Agents SDK session keyed by tenant and id."""
+    """A conversation; its history lives in the Agents SDK session keyed by tenant and id.
+
+    The key is (id, tenant_id): a client may choose a thread's id, and two tenants choosing the
+    same one get two threads, so creating one never tells a tenant that another uses the id.
+    """
 
     __tablename__ = "threads"
     __table_args__ = (
@@ -60,7 +73,7 @@ class Thread(SQLModel, table=True):
         Index("ix_threads_tenant_owner", "tenant_id", "owner_id"),
     )
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
-    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
+    tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, index=True, max_length=64)
     status: str = Field(default="idle", max_length=20)
     metadata_: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column("metadata", JSON, nullable=False)
@@ -85,10 +98,13 @@ class ThreadGrant(SQLModel, table=True):
     """Access to a thread given to another user of the same tenant by its owner."""
 
     __tablename__ = "thread_grants"
-    __table_args__ = (Index("ix_thread_grants_tenant_user", "tenant_id", "user_id"),)
-    thread_id: str = Field(foreign_key="threads.id", primary_key=True, max_length=64)
+    __table_args__ = (
+        Index("ix_thread_grants_tenant_user", "tenant_id", "user_id"),
+        ForeignKeyConstraint(["thread_id", "tenant_id"], ["threads.id", "threads.tenant_id"]),
+    )
+    thread_id: str = Field(primary_key=True, max_length=64)
     user_id: str = Field(primary_key=True, max_length=200)
-    tenant_id: str = Field(foreign_key="tenants.id", max_length=64)
+    tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)
     granted_by: str = Field(max_length=200)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
@@ -102,10 +118,11 @@ class ThreadCheckpoint(SQLModel, table=True):
     __tablename__ = "thread_checkpoints"
     __table_args__ = (
         Index("ix_thread_checkpoints_thread", "tenant_id", "thread_id", "created_at"),
+        ForeignKeyConstraint(["thread_id", "tenant_id"], ["threads.id", "threads.tenant_id"]),
     )
-    thread_id: str = Field(foreign_key="threads.id", primary_key=True, max_length=64)
+    thread_id: str = Field(primary_key=True, max_length=64)
     checkpoint_id: str = Field(primary_key=True, max_length=64)
-    tenant_id: str = Field(foreign_key="tenants.id", max_length=64)
+    tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)
     parent_checkpoint_id: str | None = Field(
         default=None, sa_column=Column(String(64), nullable=True)
     )
@@ -130,11 +147,12 @@ class Run(SQLModel, table=True):
         Index("ix_runs_tenant_thread", "tenant_id", "thread_id"),
         # The sweeper's and the poll fallback's scans: running runs by lease, cancels.
         Index("ix_runs_status_lease", "status", "lease_expires_at"),
+        ForeignKeyConstraint(["thread_id", "tenant_id"], ["threads.id", "threads.tenant_id"]),
     )
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
     # NULL once a stateless run's thread is deleted (on_completion="delete").
-    thread_id: str | None = Field(default=None, foreign_key="threads.id", max_length=64)
+    thread_id: str | None = Field(default=None, max_length=64)
     agent: str = Field(max_length=100)
     status: str = Field(default="pending", max_length=20)
     input: str = Field(sa_column=Column(Text, nullable=False))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column, Integer
+from sqlalchemy import JSON, Column, Integer, String
 from sqlmodel import Field, SQLModel
 
 from shared.db.models import utcnow
@@ -44,6 +45,21 @@ class TenantLimits(SQLModel, table=True):
     )
     concurrent_runs: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     tokens_per_day: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class TenantDataPolicy(SQLModel, table=True):
+    """A tenant's data policy (shared/security/data_policy.py): its action (NULL: the
+    deployment default, ASCENT_DATA_POLICY) and its own patterns, `[{name, regex}]`."""
+
+    __tablename__ = "tenant_data_policies"
+    tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)
+    action: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    patterns: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -40,6 +40,8 @@ Namespace = tuple[str, ...]
 
 MAX_NAMESPACE_DEPTH = 10
 MAX_LABEL_CHARS = 64
+# What validate_namespace accepts as a label, as a JSON Schema pattern (for the document).
+LABEL_PATTERN = "^[^.\\u0000-\\u001f]{1,64}$"
 MAX_KEY_CHARS = 256
 MAX_NAMESPACE_CHARS = 512
 MAX_INDEX_TEXT_CHARS = 8_000

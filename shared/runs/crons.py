@@ -75,6 +75,31 @@ _MAX_COUNTED = 10_000
 # --- schedules -------------------------------------------------------------------------------
 
 
+def _cron_field(value: str) -> str:
+    item = rf"(\*|{value}(-{value})?)(/([1-9]|[1-5][0-9]))?"
+    return rf"{item}(,{item})*"
+
+
+# The schedules validate_schedule accepts, as a JSON Schema pattern for the document: five
+# fields (minute, hour, day of month, month, day of week) of `*`, values, ranges, lists and
+# steps, each in range. Every string it matches is a valid schedule (the server also accepts
+# forms it omits, such as names of months and repeated spaces).
+CRON_PATTERN = (
+    "^"
+    + " ".join(
+        _cron_field(v)
+        for v in (
+            r"([0-5]?[0-9])",
+            r"([01]?[0-9]|2[0-3])",
+            r"(0?[1-9]|[12][0-9]|3[01])",
+            r"(0?[1-9]|1[0-2])",
+            r"[0-6]",
+        )
+    )
+    + "$"
+)
+
+
 def validate_schedule(schedule: str) -> str:
     """A standard 5-field cron expression (UTC), as ACA Jobs take; ValueError otherwise."""
     text = " ".join(schedule.split())

@@ -74,9 +74,12 @@ _LAST_SEQ = select(func.max(EVENTS.c.seq)).where(EVENTS.c.run_id == _B("run_id")
 _INSERT_EVENTS = insert(EVENTS)
 _INSERT_RUN = insert(RUNS)
 _INSERT_THREAD = insert(THREADS)
-_FIND_THREAD = select(THREADS.c.id, THREADS.c.tenant_id).where(THREADS.c.id == _B("thread_id"))
+# Thread ids are unique per tenant (migration 0015): every thread lookup names the tenant.
+_FIND_THREAD = select(THREADS.c.id, THREADS.c.tenant_id).where(
+    THREADS.c.id == _B("thread_id"), THREADS.c.tenant_id == _B("tenant_id")
+)
 _THREAD_STATE = select(THREADS.c.status, THREADS.c.active_run_id).where(
-    THREADS.c.id == _B("thread_id")
+    THREADS.c.id == _B("thread_id"), THREADS.c.tenant_id == _B("tenant_id")
 )
 
 
@@ -84,6 +87,7 @@ def _claim_statement(*, fifo: bool) -> Any:
     """Compare-and-set a free thread to busy for a run, unless an earlier pending run waits."""
     earlier = and_(
         RUNS.c.thread_id == _B("thread_id"),
+        RUNS.c.tenant_id == _B("tenant_id"),
         RUNS.c.status == "pending",
         RUNS.c.id != _B("run_id"),
     )
@@ -219,14 +223,14 @@ def run_topic(run_id: str) -> str:
     return f"run:{run_id}"
 
 
-def thread_topic(thread_id: str) -> str:
-    """The notification topic of a thread (freed for its next run)."""
-    return f"thread:{thread_id}"
+def thread_topic(tenant_id: str, thread_id: str) -> str:
+    """The notification topic of a thread (freed for its next run); thread ids are per tenant."""
+    return f"thread:{tenant_id}:{thread_id}"
 
 
-def thread_runs_topic(thread_id: str) -> str:
+def thread_runs_topic(tenant_id: str, thread_id: str) -> str:
     """The notification topic of a thread's new runs (its stream listeners wake on it)."""
-    return f"thread-runs:{thread_id}"
+    return f"thread-runs:{tenant_id}:{thread_id}"
 
 
 def lease_until(now: datetime | None = None) -> datetime:
@@ -421,7 +425,7 @@ def create_run(tx: Tx, new: NewRun) -> Created:
         )
     if new.thread_id is not None:
         # A client's thread (not a stateless run's own): its stream listeners pick the run up.
-        get_notifier().notify_in_tx(tx, thread_runs_topic(thread_id), new.run_id)
+        get_notifier().notify_in_tx(tx, thread_runs_topic(new.tenant_id, thread_id), new.run_id)
     run = _run({**values, "metadata": new.metadata})
     return Created(run=run, thread_created=thread_created, started=started)
 
@@ -449,13 +453,21 @@ def _existing_thread(tx: Tx, new: NewRun) -> bool:
     """Whether the given thread exists and the caller sees it (NotFound when it is another
     tenant's or user's: such ids answer exactly like missing ones)."""
     assert new.thread_id is not None
-    found = tx.conn.execute(_FIND_THREAD, _p(thread_id=new.thread_id)).first()
+    found = tx.conn.execute(
+        _FIND_THREAD, _p(thread_id=new.thread_id, tenant_id=new.tenant_id)
+    ).first()
     if found is not None:
         visible = found.tenant_id == new.tenant_id
         if visible and new.thread_visible is not None:
             visible = bool(
                 tx.conn.execute(
-                    select(exists().where(THREADS.c.id == new.thread_id, new.thread_visible))
+                    select(
+                        exists().where(
+                            THREADS.c.id == new.thread_id,
+                            THREADS.c.tenant_id == new.tenant_id,
+                            new.thread_visible,
+                        )
+                    )
                 ).scalar()
             )
         if not visible:
@@ -501,7 +513,7 @@ def release_thread(tx: Tx, *, tenant_id: str, thread_id: str, run_id: str, statu
         _p(thread_id=thread_id, tenant_id=tenant_id, run_id=run_id, status=status, now=utcnow()),
     ).rowcount
     if freed:
-        get_notifier().notify_in_tx(tx, thread_topic(thread_id), "free")
+        get_notifier().notify_in_tx(tx, thread_topic(tenant_id, thread_id), "free")
 
 
 # --- starting ----------------------------------------------------------------------------------
@@ -532,7 +544,7 @@ def start_run(tx: Tx, run_id: str, *, owner: str, tenant_id: str | None = None) 
         end_run(tx, run, from_status="pending", status="interrupted", error=CANCELLED)
         return Start(ended="interrupted")
     thread = (
-        tx.conn.execute(_THREAD_STATE, _p(thread_id=run.thread_id)).first()
+        tx.conn.execute(_THREAD_STATE, _p(thread_id=run.thread_id, tenant_id=run.tenant_id)).first()
         if run.thread_id
         else None
     )

@@ -61,6 +61,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.core.context import RunContext
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
+from shared.core.validation import MAX_OFFSET, JsonInt
 from shared.db import direct
 from shared.db.direct import Tx
 from shared.db.engine import db_session
@@ -126,8 +127,8 @@ class ReviewQuery(BaseModel):
     # Seconds; bounded at ten years so the cutoff is a representable date.
     min_age: float | None = Field(None, ge=0, le=MAX_AGE_SECONDS)
     max_age: float | None = Field(None, ge=0, le=MAX_AGE_SECONDS)
-    limit: int = Field(50, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    limit: JsonInt = Field(50, ge=1, le=1000)
+    offset: JsonInt = Field(0, ge=0, le=MAX_OFFSET)
 
 
 def review_json(review: Review) -> Json:

@@ -60,6 +60,7 @@ from shared.runs.live import LiveRun, register, unregister
 from shared.runs.records import EventRow, NewRun, thread_topic
 from shared.runs.watch import follow, wait_for_end, wake_timeout, watch
 from shared.security.auth import Principal
+from shared.security.data_policy import policy_for
 from shared.security.ratelimit import check_token_budget, run_slot
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,16 @@ class Handle:
 
 async def bind(new: NewRun) -> NewRun:
     """The run on the agent it names: a catalog agent, or the tenant's assistant, whose latest
-    version it records in its config for the engine (404 before anything is written)."""
+    version it records in its config for the engine (404 before anything is written); its
+    input as the tenant's data policy lets it be stored (refused: 422, before anything is
+    written; redacted: the run, its history and events only ever hold the redacted form)."""
+    policy = await policy_for(new.tenant_id)
+    if policy.action != "off":
+        new = replace(
+            new,
+            input_text=policy.check(new.input_text),
+            input_items=policy.check_items(new.input_items),
+        )
     bound = await configured.resolve(new.tenant_id, new.agent)
     config = configured.bind_config(new.config, bound)
     if bound.agent == new.agent and config is new.config:
@@ -216,7 +226,7 @@ async def _start_when_due(run: Run, *, owner: str, live: LiveRun, wakes: Subscri
     held.hold(run.id, owner, lost.set)
     reload = partial(records.load_run, run_id=run.id)
     try:
-        with notifier.subscribe(thread_topic(run.thread_id)) as freed:
+        with notifier.subscribe(thread_topic(run.tenant_id, run.thread_id)) as freed:
             start_it = partial(records.start_run, run_id=run.id, owner=owner)
             while True:
                 start = await direct.write(start_it)

@@ -40,6 +40,7 @@ from shared.core.settings import get_settings
 from shared.db import repo
 from shared.db.models import ApiKey, Tenant, utcnow
 from shared.db.security_models import TenantIdentity
+from shared.db.types import as_utc
 from shared.outbox.webhooks import rotate_webhook_secret as rotate
 from shared.outbox.webhooks import webhook_secret
 from shared.platform.cache import CacheUnavailable
@@ -126,8 +127,8 @@ def key_out(key: ApiKey) -> KeyOut:
         tenant_id=key.tenant_id,
         prefix=key.prefix,
         name=key.name,
-        created_at=key.created_at,
-        revoked_at=key.revoked_at,
+        created_at=as_utc(key.created_at),
+        revoked_at=as_utc(key.revoked_at) if key.revoked_at else None,
     )
 
 
@@ -140,14 +141,14 @@ async def create_tenant(*, session: AsyncSession, body: TenantCreate) -> TenantO
         await session.commit()
     except IntegrityError:
         raise Conflict("The tenant already exists.") from None
-    return TenantOut(id=tenant.id, name=tenant.name, created_at=tenant.created_at)
+    return TenantOut(id=tenant.id, name=tenant.name, created_at=as_utc(tenant.created_at))
 
 
 async def list_tenants(*, session: AsyncSession, limit: int = 1000) -> list[TenantOut]:
     """Return tenants, oldest first (bounded)."""
     stmt = select(Tenant).order_by(col(Tenant.created_at)).limit(limit)
     return [
-        TenantOut(id=t.id, name=t.name, created_at=t.created_at)
+        TenantOut(id=t.id, name=t.name, created_at=as_utc(t.created_at))
         for t in (await session.exec(stmt)).all()
     ]
 

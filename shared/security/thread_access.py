@@ -112,7 +112,7 @@ async def can_see(db: AsyncSession, principal: Principal, thread: Thread) -> boo
         return False
     if principal.tenant_wide or thread.owner_id == principal.user_id:
         return True
-    grant = await db.get(ThreadGrant, (thread.id, principal.user_id))
+    grant = await db.get(ThreadGrant, (thread.id, principal.user_id, thread.tenant_id))
     return grant is not None and grant.tenant_id == principal.tenant_id
 
 
@@ -193,7 +193,7 @@ async def grant(principal: Principal, thread_id: str, user_id: str) -> GrantOut:
     async with db_session() as db:
         thread = await _managed_thread(db, principal, thread_id)
         _check_user_id(user_id)
-        found = await db.get(ThreadGrant, (thread.id, user_id))
+        found = await db.get(ThreadGrant, (thread.id, user_id, thread.tenant_id))
         if found is not None:
             return grant_out(found)
         row = ThreadGrant(
@@ -208,7 +208,7 @@ async def grant(principal: Principal, thread_id: str, user_id: str) -> GrantOut:
         except IntegrityError:
             # A concurrent PUT of the same grant won (or the thread was deleted meanwhile).
             await db.rollback()
-            found = await db.get(ThreadGrant, (thread.id, user_id))
+            found = await db.get(ThreadGrant, (thread.id, user_id, thread.tenant_id))
             if found is None:
                 raise NotFound(f"No thread {thread_id!r}.") from None
             return grant_out(found)

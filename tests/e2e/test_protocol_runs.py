@@ -234,9 +234,10 @@ def test_cancel_wait_returns_final_run(devhost: DevHost) -> None:
     [
         ("triage", "my name is Ada"),
         ("billing", "Please issue a refund of 40"),
-        ("triage", "my card is 4111111111111111"),
     ],
-    ids=["answer", "paused", "refused"],
+    # No "refused" case: the tenant data policy refuses a card number before any run exists
+    # (422), covered for every entry point in tests/integration/test_run_matrix.py.
+    ids=["answer", "paused"],
 )
 def test_wait_answer_is_the_stored_run(devhost: DevHost, agent: str, text: str) -> None:
     """The run a `/runs/wait` answer shows (built in memory on the executing instance) is the

@@ -162,3 +162,38 @@ def test_tenant_a_still_owns_its_objects(world: World) -> None:
     with world.host.client() as a:
         history = a.get(f"/threads/{world.owned['thread_id']}/messages")
     assert history.status_code == 200 and history.json()["items"]
+
+
+@pytest.mark.parametrize("if_exists", ["raise", "do_nothing"])
+def test_creating_a_thread_with_another_tenants_id_is_like_a_fresh_id(
+    world: World, if_exists: str
+) -> None:
+    """Tenant B creating a thread with tenant A's thread id gets what a fresh id gets: its own
+    new, empty thread (thread ids are unique per tenant; no 409 oracle)."""
+    with world.host.client(world.b_key) as b:
+        fresh = b.post("/threads", json={"thread_id": str(uuid.uuid4()), "if_exists": if_exists})
+        taken = b.post(
+            "/threads", json={"thread_id": world.owned["thread_id"], "if_exists": if_exists}
+        )
+        history = b.get(f"/threads/{world.owned['thread_id']}/messages")
+    assert (taken.status_code, fresh.status_code) == (200, 200), taken.text
+    assert taken.json()["thread_id"] == world.owned["thread_id"]
+    assert (taken.json()["status"], taken.json()["values"]) == (
+        fresh.json()["status"],
+        fresh.json()["values"],
+    )
+    assert history.status_code == 200 and history.json()["items"] == []
+
+
+def test_a_run_creating_another_tenants_thread_id_is_like_a_fresh_id(world: World) -> None:
+    """Tenant B's run with `if_not_exists: create` on tenant A's thread id runs on a new thread
+    of B's, as on a fresh id; A's thread does not see it."""
+    body = {**RUN_BODY, "if_not_exists": "create"}
+    with world.host.client(world.b_key) as b:
+        fresh = b.post(f"/threads/{uuid.uuid4()}/runs/wait", json=body)
+        taken = b.post(f"/threads/{world.owned['thread_id']}/runs/wait", json=body)
+    assert (taken.status_code, fresh.status_code) == (200, 200), taken.text
+    with world.host.client() as a:
+        runs = a.get(f"/threads/{world.owned['thread_id']}/runs").json()
+    assert world.owned["run_id"] in [r["run_id"] for r in runs]
+    assert len(runs) == 1

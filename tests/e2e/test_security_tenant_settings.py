@@ -275,11 +275,46 @@ def test_resetting_the_policy_makes_the_tool_pause_again(
         assert run_json(client, run["run_id"])["status"] == "interrupted"
 
 
+# --- data policy -----------------------------------------------------------------------------
+
+
+def test_a_tenant_pattern_is_redacted_from_every_stored_form(
+    settings_host: DevHost, admin_client: httpx.Client, tenant: tuple[str, str]
+) -> None:
+    """A tenant's own pattern, with action `redact`, is replaced in the stored run and history
+    (the admin API round-trips the policy and names the rules in force)."""
+    tenant_id, key = tenant
+    path = f"/platform/tenants/{tenant_id}/data-policy"
+    policy = {"action": "redact", "patterns": [{"name": "order_no", "regex": r"ORD-\d{6}"}]}
+    saved = admin_client.put(path, json=policy)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["rules"] == ["no_card_numbers", "order_no"]
+    assert admin_client.get(path).json() == saved.json()
+    with settings_host.client(key) as client:
+        run = client.post("/agents/assistant/runs", json={"input": "where is ORD-123456?"})
+        assert run.status_code == 200, run.text
+        stored = client.get(f"/runs/{run.json()['run_id']}").text
+        items = client.get(f"/threads/{run.json()['thread_id']}/messages").text
+    assert "ORD-123456" not in stored + items
+    assert "[REDACTED:order_no]" in items
+
+
+def test_an_invalid_pattern_is_refused(admin_client: httpx.Client, tenant: tuple[str, str]) -> None:
+    """A pattern that does not compile is a 422 naming the field."""
+    tenant_id, _ = tenant
+    path = f"/platform/tenants/{tenant_id}/data-policy"
+    for regex in ("(unclosed", "[a-"):
+        body = {"action": "refuse", "patterns": [{"name": "bad", "regex": regex}]}
+        problem = assert_problem(admin_client.put(path, json=body), 422, "validation-failed")
+        assert problem["errors"][0]["loc"][:3] == ["patterns", 0, "regex"]  # type: ignore[index]
+
+
 # --- shared answers of the settings endpoints -------------------------------------------------
 
 SETTINGS_PATHS = [
     pytest.param("retention", RETENTION_NULLS, id="retention"),
     pytest.param("tool-policy", {"auto_approve": None}, id="tool-policy"),
+    pytest.param("data-policy", {"action": None, "patterns": []}, id="data-policy"),
 ]
 
 

@@ -98,7 +98,13 @@ async def test_purge_twice_gives_the_same_result(job_db: js.JobDb) -> None:
     world = await _world(tenant)
     await purge()
     again = await purge()
-    assert again == {"run_events": 0, "runs": 0, "threads": 0, "store_items": 0}
+    assert again == {
+        "run_events": 0,
+        "runs": 0,
+        "threads": 0,
+        "store_items": 0,
+        "idempotency_keys": 0,
+    }
     assert await _purged(tenant, world)
 
 

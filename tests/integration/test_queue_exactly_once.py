@@ -276,7 +276,7 @@ async def test_sweeper_ends_a_lapsed_run_whose_client_went_with_its_executor(
     ended = await reload(run.id)
     assert (ended.status, ended.error) == ("error", EXECUTOR_LOST)
     async with db_session() as db:
-        thread = await db.get(Thread, run.thread_id)
+        thread = await db.get(Thread, (run.thread_id, run.tenant_id))
     assert thread is not None and (thread.status, thread.active_run_id) == ("error", None)
     assert await get_queue_backend().count("agent-runs") == 0
 

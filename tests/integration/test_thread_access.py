@@ -143,7 +143,7 @@ async def test_a_users_cron_makes_threads_they_own(job_db: js.JobDb) -> None:
         fire = (await db.exec(select(CronFire).where(CronFire.cron_id == cron_id))).one()
         run = await db.get(Run, fire.run_id)
         assert run is not None and run.user_id == "alice"
-        thread = await db.get(Thread, run.thread_id)
+        thread = await db.get(Thread, (run.thread_id, run.tenant_id))
     assert thread is not None and thread.owner_id == "alice"
 
 
@@ -155,7 +155,7 @@ async def test_an_api_key_cron_acts_as_the_key(job_db: js.JobDb) -> None:
         fire = (await db.exec(select(CronFire).where(CronFire.cron_id == cron_id))).one()
         run = await db.get(Run, fire.run_id)
         assert run is not None and run.user_id == "key-1"
-        thread = await db.get(Thread, run.thread_id)
+        thread = await db.get(Thread, (run.thread_id, run.tenant_id))
     assert thread is not None and thread.owner_id is None
 
 

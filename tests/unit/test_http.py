@@ -133,3 +133,77 @@ class TestReadJson:
         errors = caught.value.extra["errors"]
         assert [e["loc"] for e in errors] == [["thread_id"]]
         assert "s3cret" not in json.dumps(errors)
+
+
+class TestUnstorableText:
+    @pytest.mark.parametrize(
+        ("raw", "loc"),
+        [
+            (b'{"input": "a\\u0000b"}', ["input"]),
+            (b'{"input": "hi", "thread_id": null, "x": {"k": ["\\udfff"]}}', ["x", "k", 0]),
+            (b'{"\\ud800": "v"}', ["\\ud800"]),
+        ],
+        ids=["nul", "nested-surrogate", "surrogate-key"],
+    )
+    async def test_is_refused_before_validation_naming_the_field(
+        self, raw: bytes, loc: list[object]
+    ) -> None:
+        """A NUL or lone surrogate anywhere in a body is a 400 naming its location, whatever
+        the model would have said about the rest."""
+        with pytest.raises(BadRequest) as caught:
+            await read_json(request([raw]), AgentRunRequest)
+        assert caught.value.extra["errors"][0]["loc"] == loc
+
+    async def test_a_nul_query_parameter_is_refused_by_the_wrapper(self) -> None:
+        """A NUL in a query parameter is a 400 naming the parameter; the handler never runs."""
+
+        @api
+        async def handler(req: Request) -> Response:
+            raise AssertionError("the handler must not run")
+
+        req = request([])
+        req.scope["query_string"] = b"agent=%00"
+        response = await handler(req)
+        assert response.status_code == 400
+        assert body_of(response)["errors"] == [
+            {
+                "loc": ["query", "agent"],
+                "msg": "contains a NUL character",
+                "type": "unstorable_text",
+            }
+        ]
+
+
+class TestClientDisconnect:
+    async def test_is_logged_at_info_without_a_traceback(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A client that disconnects before its body ends is an INFO line, not an ERROR with a
+        traceback."""
+        messages = [
+            {"type": "http.request", "body": b"{", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+
+        async def receive() -> dict[str, object]:
+            return messages.pop(0)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "headers": [(b"content-length", b"100")],
+            "query_string": b"",
+        }
+
+        @api
+        async def handler(req: Request) -> Response:
+            await read_body(req)
+            return JSONResponse({})
+
+        with caplog.at_level("INFO", logger="shared.api.http"):
+            response = await handler(Request(scope, receive))
+        assert response.status_code == 400
+        records = [r for r in caplog.records if r.name == "shared.api.http"]
+        assert [r.levelname for r in records] == ["INFO"]
+        assert records[0].exc_info is None
