@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import ColumnElement, and_, column, func, or_
+from sqlalchemy import ColumnElement, Select, and_, func, null, or_, text
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select as sa_select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.errors import PayloadTooLarge, ValidationFailed
 from shared.core.settings import get_settings
@@ -34,7 +35,7 @@ from shared.db.engine import db_session, get_engine
 from shared.db.memory_models import NAMESPACE_SEPARATOR, StoreItem
 from shared.db.models import utcnow
 from shared.memory import vector_search
-from shared.memory.embeddings import cosine_scores, get_embedder, pack
+from shared.memory.embeddings import get_embedder
 
 Namespace = tuple[str, ...]
 
@@ -44,6 +45,7 @@ MAX_KEY_CHARS = 256
 MAX_NAMESPACE_CHARS = 512
 MAX_INDEX_TEXT_CHARS = 8_000
 MAX_PAGE = 1_000
+_PRIMARY_KEY = ("tenant_id", "namespace", "key")
 _FILTER_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"})
 
 
@@ -289,35 +291,47 @@ async def put(
         raise PayloadTooLarge(f"A stored value may be at most {limit} bytes of JSON.")
     now = utcnow()
     expires_at = _expiry(now, ttl_seconds)
-    embedding: str | None = None
+    embedding: Any = None
     model_id: str | None = None
     if index is not False:
         text = index_text(document, list(index) if index is not None else None)
         if text.strip():
             embedder = get_embedder()
             [vector] = await embedder.embed([text])
-            embedding, model_id = pack(vector), embedder.model_id
-    stored_ns = join_namespace(labels)
-    for attempt in range(2):
-        async with db_session() as db:
-            row = await db.get(StoreItem, (tenant_id, stored_ns, key))
-            if row is None:
-                row = StoreItem(tenant_id=tenant_id, namespace=stored_ns, key=key, created_at=now)
-            row.value = document
-            row.embedding = embedding
-            row.embedding_model = model_id
-            row.updated_at = now
-            row.expires_at = expires_at
-            db.add(row)
-            try:
-                await db.commit()
-            except IntegrityError:
-                # A concurrent put inserted the same key first; the second pass updates it.
-                if attempt == 1:
-                    raise
-                continue
-            return _to_item(row)
-    raise AssertionError("unreachable")  # pragma: no cover
+            engine = get_engine()
+            embedding = vector_search.stored_value(await vector_search.storage(engine), vector)
+            model_id = embedder.model_id if embedding is not None else None
+    table = StoreItem.__table__  # type: ignore[attr-defined]
+    insert = sqlite_insert if get_engine().dialect.name == "sqlite" else pg_insert
+    stmt = insert(table).values(
+        tenant_id=tenant_id,
+        namespace=join_namespace(labels),
+        key=key,
+        value=document,
+        embedding=embedding if embedding is not None else null(),
+        embedding_model=model_id,
+        created_at=now,
+        updated_at=now,
+        expires_at=expires_at,
+    )
+    # One statement: a concurrent put of the same key updates instead of failing.
+    replace = {
+        name: stmt.excluded[name]
+        for name in ("value", "embedding", "embedding_model", "updated_at", "expires_at")
+    }
+    upsert = stmt.on_conflict_do_update(index_elements=list(_PRIMARY_KEY), set_=replace)
+    async with db_session() as db:
+        connection = await db.connection()
+        created_at = (await connection.execute(upsert.returning(table.c.created_at))).scalar_one()
+        await db.commit()
+    return MemoryItem(
+        namespace=labels,
+        key=key,
+        value=document,
+        created_at=_aware(created_at),
+        updated_at=now,
+        expires_at=expires_at,
+    )
 
 
 async def get(*, tenant_id: str, namespace: Sequence[str], key: str) -> MemoryItem | None:
@@ -363,8 +377,10 @@ async def search(
     """Find the tenant's live items under a namespace prefix.
 
     With a query: the best `limit` matches by cosine similarity, after `offset`, each with its
-    score (items without a comparable embedding come last). Without: newest first. `filter`
-    keeps items whose value matches (`{field: value}` or `{field: {"$gt": 3}}`).
+    score; items without a comparable embedding (index=False, another model) follow, newest
+    first, unscored. Without: newest first. `filter` keeps items whose value matches
+    (`{field: value}` or `{field: {"$gt": 3}}`); with a query it is applied to the best
+    STORE_SEARCH_MAX_CANDIDATES matches. How the ranking runs: shared/memory/vector_search.py.
     """
     prefix = validate_namespace(namespace_prefix, allow_empty=True)
     conditions = validate_filter(filter)
@@ -374,160 +390,200 @@ async def search(
     where = [_live(tenant_id, now)]
     if (under := _under(prefix)) is not None:
         where.append(under)
-    newest_first = (col(StoreItem.updated_at).desc(), col(StoreItem.key))
-    semantic = bool(query and query.strip())
-    in_database = semantic and await vector_search.in_database(get_engine())
-    async with db_session() as db:
-        if not query or not query.strip():
-            stmt = select(StoreItem).where(*where).order_by(*newest_first)
+    cap = get_settings().store_search_max_candidates
+    if not query or not query.strip():
+        stmt = select(StoreItem).where(*where).order_by(*_NEWEST_FIRST)
+        async with db_session() as db:
             if not conditions:
                 rows = (await db.exec(stmt.offset(offset).limit(limit))).all()
                 return [_to_item(r) for r in rows]
-            cap = get_settings().store_search_max_candidates
             rows = (await db.exec(stmt.limit(cap))).all()
-            matching = [r for r in rows if _matches(r.value, conditions)]
-            return [_to_item(r) for r in matching[offset : offset + limit]]
+        matching = [r for r in rows if _matches(r.value, conditions)]
+        return [_to_item(r) for r in matching[offset : offset + limit]]
 
-        embedder = get_embedder()
-        [query_vector] = await embedder.embed([query])
-        model_id = embedder.model_id
-        cap = get_settings().store_search_max_candidates
-        if in_database:
-            return await _rank_in_database(
-                db,
-                tenant_id,
-                where,
-                query_vector,
-                model_id,
-                conditions,
-                cap=cap,
-                offset=offset,
-                limit=limit,
-            )
-        columns: list[Any] = [
-            col(StoreItem.namespace),
-            col(StoreItem.key),
-            col(StoreItem.embedding),
-            col(StoreItem.embedding_model),
-        ]
-        if conditions:
-            columns.append(col(StoreItem.value))
-        # Core, not ORM: tens of thousands of plain tuples, no identity map.
+    embedder = get_embedder()
+    [query_vector] = await embedder.embed([query])
+    store = await vector_search.storage(get_engine())
+    model_id = embedder.model_id
+    # Without a filter only the page is read; with one, rows are read (up to the cap) until
+    # `offset + limit` of them match.
+    wanted = offset + limit
+    reads = wanted if not conditions else cap
+    found: list[MemoryItem] = []
+    async with db_session() as db:
         connection = await db.connection()
-        candidates: Sequence[Any] = (
-            await connection.execute(
-                sa_select(*columns).where(*where).order_by(*newest_first).limit(cap)
+        if store.mode == "exact":
+            scored, exhausted = await _exact_scan(
+                connection, store, where, query_vector, model_id, conditions, wanted, cap
             )
-        ).all()
-        if conditions:
-            candidates = [row for row in candidates if _matches(row[4], conditions)]
-        # A vector from another model (or none: index=False) is not comparable: ranked last.
-        scores = cosine_scores(
-            query_vector, [row[2] if row[3] == model_id else None for row in candidates]
-        )
-        scored = [
-            (-2.0 if score is None else score, position, row[0], row[1])
-            for position, (row, score) in enumerate(zip(candidates, scores, strict=True))
-        ]
-        # Best score first; ties keep newest-first order.
-        scored.sort(key=lambda s: (-s[0], s[1]))
-        page = scored[offset : offset + limit]
-        if not page:
-            return []
-        wanted = or_(
-            *(
-                and_(col(StoreItem.namespace) == ns, col(StoreItem.key) == key)
-                for _, _, ns, key in page
+        else:
+            scored, exhausted = await _nearest(
+                connection, store, where, query_vector, model_id, conditions, wanted, reads
             )
-        )
-        rows_by_id = {
-            (r.namespace, r.key): r
-            for r in (await db.exec(select(StoreItem).where(where[0], wanted))).all()
-        }
-    results: list[MemoryItem] = []
-    for score, _, ns, key in page:
-        found = rows_by_id.get((ns, key))
-        if found is not None:  # deleted between the two reads
-            results.append(_to_item(found, score if score > -2.0 else None))
-    return results
+        found.extend(scored)
+        if len(found) < wanted and exhausted:
+            # NULL-safe: a row that is not comparable for any reason follows, unscored.
+            comparable = func.coalesce(_comparable(store, model_id, len(query_vector)), False)
+            unscored = (
+                sa_select(*_ITEM_COLUMNS)
+                .where(*where, ~comparable)
+                .order_by(*_NEWEST_FIRST)
+                .limit(reads)
+            )
+            found.extend(await _take(connection, unscored, conditions, wanted - len(found)))
+    return found[offset:wanted]
 
 
-async def _rank_in_database(
-    db: AsyncSession,
-    tenant_id: str,
+_ITEM_COLUMNS = (
+    col(StoreItem.namespace),
+    col(StoreItem.key),
+    col(StoreItem.value),
+    col(StoreItem.created_at),
+    col(StoreItem.updated_at),
+    col(StoreItem.expires_at),
+)
+_NEWEST_FIRST = (col(StoreItem.updated_at).desc(), col(StoreItem.key))
+
+
+def _embedding() -> ColumnElement[Any]:
+    column: ColumnElement[Any] = StoreItem.__table__.c.embedding  # type: ignore[attr-defined]
+    return column
+
+
+def _comparable(store: vector_search.Storage, model_id: str, width: int) -> ColumnElement[bool]:
+    """Rows whose vector can be compared with the query: the same model and width."""
+    return and_(
+        _embedding().is_not(None),
+        col(StoreItem.embedding_model) == model_id,
+        vector_search.comparable_width(store, _embedding(), width),
+    )
+
+
+async def _take(
+    connection: AsyncConnection,
+    stmt: Select[Any],
+    conditions: Mapping[str, Any],
+    wanted: int,
+) -> list[MemoryItem]:
+    """Read unscored rows in the statement's order until `wanted` of them pass the filter."""
+    if not conditions:
+        rows = (await connection.execute(stmt)).all()
+        return [_to_item(r) for r in rows[:wanted]]
+    taken: list[MemoryItem] = []
+    result = await connection.stream(stmt.execution_options(yield_per=256))
+    try:
+        async for row in result:
+            if _matches(row.value, conditions):
+                taken.append(_to_item(row))
+                if len(taken) == wanted:
+                    break
+    finally:
+        await result.close()
+    return taken
+
+
+async def _nearest(
+    connection: AsyncConnection,
+    store: vector_search.Storage,
     where: Sequence[ColumnElement[bool]],
     query_vector: Sequence[float],
     model_id: str,
     conditions: Mapping[str, Any],
-    *,
-    cap: int,
-    offset: int,
-    limit: int,
-) -> list[MemoryItem]:
-    """`search`'s ranking computed by PostgreSQL with pgvector: the same candidates (the
-    newest `cap` live rows under the prefix), order (score, then newest first; rows without a
-    comparable vector last) and scores as the Python ranking, but only the page is read.
+    wanted: int,
+    reads: int,
+) -> tuple[list[MemoryItem], bool]:
+    """The database's nearest neighbours (pgvector HNSW or sqlite-vec), filtered in the query.
 
-    The score is computed while the candidates are scanned, so sorts carry a float, not the
-    vector; the page's values are then joined back by primary key. A filter is applied in
-    Python to the rows as they arrive in ranked order (the stored JSON compared exactly as
-    `_matches` does, which SQL JSON operators would not reproduce), until the page is full.
+    Returns the matches and whether every comparable row was seen (so unscored rows follow).
+    On pgvector the index scan is approximate: `hnsw.iterative_scan` keeps scanning the graph
+    until the filtered page is full, the inner query orders by distance alone (what the index
+    serves), and the outer one breaks ties newest first.
     """
-    score = vector_search.score_expression(
-        column(vector_search.COLUMN), col(StoreItem.embedding_model), query_vector, model_id
-    ).label("score")
-    values = [col(StoreItem.value), col(StoreItem.created_at), col(StoreItem.expires_at)]
-    candidates = (
-        sa_select(
-            col(StoreItem.namespace),
-            col(StoreItem.key),
-            col(StoreItem.updated_at),
-            *(values if conditions else []),
-            score,
+    distance = vector_search.distance(store, _embedding(), query_vector).label("distance")
+    comparable = _comparable(store, model_id, len(query_vector))
+    if store.mode == "pgvector":
+        await connection.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        ef = vector_search.ef_search(wanted)
+        await connection.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))  # an int, not input
+        nearest = (
+            sa_select(*_ITEM_COLUMNS, distance)
+            .where(*where, comparable)
+            .order_by(distance)
+            .limit(reads)
+            .cte("nearest")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        .where(*where)
-        .order_by(col(StoreItem.updated_at).desc(), col(StoreItem.key))
-        .limit(cap)
-        .subquery("candidates")
-    )
-    c = candidates.c
-    best_first = (c["score"].desc().nulls_last(), c["updated_at"].desc(), c["key"])
-    connection = await db.connection()
+        c = nearest.c
+        stmt = sa_select(nearest).order_by(c.distance, c.updated_at.desc(), c.key)
+    else:
+        stmt = (
+            sa_select(*_ITEM_COLUMNS, distance)
+            .where(*where, comparable)
+            .order_by(distance, *_NEWEST_FIRST)
+            .limit(reads)
+        )
+    if not conditions:
+        rows = (await connection.execute(stmt)).all()
+        return [_to_item(r, 1.0 - float(r.distance)) for r in rows], len(rows) < reads
+    taken: list[MemoryItem] = []
+    seen = 0
+    result = await connection.stream(stmt.execution_options(yield_per=256))
+    try:
+        async for row in result:
+            seen += 1
+            if _matches(row.value, conditions):
+                taken.append(_to_item(row, 1.0 - float(row.distance)))
+                if len(taken) == wanted:
+                    break
+    finally:
+        await result.close()
+    return taken, len(taken) < wanted and seen < reads
+
+
+async def _exact_scan(
+    connection: AsyncConnection,
+    store: vector_search.Storage,
+    where: Sequence[ColumnElement[bool]],
+    query_vector: Sequence[float],
+    model_id: str,
+    conditions: Mapping[str, Any],
+    wanted: int,
+    cap: int,
+) -> tuple[list[MemoryItem], bool]:
+    """The exact scan (no vector search in the database): the newest `cap` comparable rows
+    under the prefix scored with numpy, then the page's values read by primary key."""
+    comparable = _comparable(store, model_id, len(query_vector))
+    columns: list[Any] = [col(StoreItem.namespace), col(StoreItem.key), _embedding()]
     if conditions:
-        wanted = offset + limit
-        matched: list[MemoryItem] = []
-        ranked = sa_select(candidates).order_by(*best_first)
-        result = await connection.stream(ranked.execution_options(yield_per=256))
-        try:
-            async for row in result:
-                if _matches(row.value, conditions):
-                    matched.append(_to_item(row, row.score))
-                    if len(matched) == wanted:
-                        break
-        finally:
-            await result.close()
-        return matched[offset:]
-    page = (
-        sa_select(c["namespace"], c["key"], c["updated_at"], c["score"])
-        .order_by(*best_first)
-        .offset(offset)
-        .limit(limit)
-        .subquery("page")
+        columns.append(col(StoreItem.value))
+    # Core, not ORM: tens of thousands of plain tuples, no identity map.
+    candidates: Sequence[Any] = (
+        await connection.execute(
+            sa_select(*columns).where(*where, comparable).order_by(*_NEWEST_FIRST).limit(cap)
+        )
+    ).all()
+    exhausted = len(candidates) < cap
+    if conditions:
+        candidates = [row for row in candidates if _matches(row[3], conditions)]
+    scores = vector_search.exact_scores(query_vector, [row[2] for row in candidates])
+    ranked = sorted(
+        ((score, position) for position, score in enumerate(scores) if score is not None),
+        key=lambda s: -s[0],  # stable: ties stay newest first
+    )[:wanted]
+    if not ranked:
+        return [], exhausted
+    page = [(candidates[p][0], candidates[p][1], score) for score, p in ranked]
+    wanted_rows = or_(
+        *(and_(col(StoreItem.namespace) == ns, col(StoreItem.key) == key) for ns, key, _ in page)
     )
-    p = page.c
-    same_row = and_(
-        col(StoreItem.tenant_id) == tenant_id,
-        col(StoreItem.namespace) == p["namespace"],
-        col(StoreItem.key) == p["key"],
-    )
-    stmt = (
-        sa_select(col(StoreItem.namespace), col(StoreItem.key), col(StoreItem.updated_at), *values)
-        .add_columns(p["score"])
-        .join_from(page, StoreItem, same_row)
-        .order_by(p["score"].desc().nulls_last(), p["updated_at"].desc(), p["key"])
-    )
-    rows = (await connection.execute(stmt)).all()
-    return [_to_item(row, row.score) for row in rows]
+    rows_by_id = {
+        (r.namespace, r.key): r
+        for r in (await connection.execute(sa_select(*_ITEM_COLUMNS).where(where[0], wanted_rows)))
+    }
+    items = [
+        _to_item(rows_by_id[(ns, key)], score) for ns, key, score in page if (ns, key) in rows_by_id
+    ]
+    return items, exhausted and len(ranked) < wanted
 
 
 async def list_namespaces(
