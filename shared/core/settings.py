@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     store_search_max_candidates: int = Field(
         50_000, ge=100, alias="STORE_SEARCH_MAX_CANDIDATES"
     )  # the exact scan scores the newest this many; a filtered vector search reads this many
+    # pgvector: a prefix with fewer comparable items than this is ranked exactly in SQL (cheap
+    # there, and an HNSW walk filtered down to a small namespace may come up short); larger
+    # ones walk the HNSW index (shared/memory/store.py).
+    store_vector_exact_below: int = Field(5_000, ge=1, alias="STORE_VECTOR_EXACT_BELOW")
     store_max_value_bytes: int = Field(64 * 1024, ge=256, alias="STORE_MAX_VALUE_BYTES")
     # auto: semantic search uses the database's vector search (pgvector's HNSW index, or
     # sqlite-vec) where it has one (shared/memory/vector_search.py); exact (or its old name,

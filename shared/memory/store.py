@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import ColumnElement, Select, and_, func, null, or_, text
+from sqlalchemy import ColumnElement, Select, and_, func, literal, null, or_, text
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -495,16 +495,21 @@ async def _nearest(
     """The database's nearest neighbours (pgvector HNSW or sqlite-vec), filtered in the query.
 
     Returns the matches and whether every comparable row was seen (so unscored rows follow).
-    On pgvector the index scan is approximate: `hnsw.iterative_scan` keeps scanning the graph
-    until the filtered page is full, the inner query orders by distance alone (what the index
-    serves), and the outer one breaks ties newest first.
+    sqlite-vec, and pgvector for a prefix holding fewer than STORE_VECTOR_EXACT_BELOW comparable
+    rows, rank exactly in SQL (distance, then newest first). Otherwise pgvector walks the HNSW
+    index: approximate, with `hnsw.iterative_scan` scanning on until the filtered page is full;
+    the inner query orders by distance alone (what the index serves; sorts are disabled so the
+    planner, which cannot estimate the namespace filter, does not trade the index for a sort of
+    the whole tenant), and the outer one breaks ties newest first. A walk that ends short of the
+    page (its scan bound reached) is redone exactly.
     """
     distance = vector_search.distance(store, _embedding(), query_vector).label("distance")
     comparable = _comparable(store, model_id, len(query_vector))
-    if store.mode == "pgvector":
+    if store.mode == "pgvector" and await _large(connection, where, comparable):
         await connection.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         ef = vector_search.ef_search(wanted)
         await connection.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))  # an int, not input
+        await connection.execute(text("SET LOCAL enable_sort = off"))
         nearest = (
             sa_select(*_ITEM_COLUMNS, distance)
             .where(*where, comparable)
@@ -514,14 +519,43 @@ async def _nearest(
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         c = nearest.c
-        stmt = sa_select(nearest).order_by(c.distance, c.updated_at.desc(), c.key)
-    else:
-        stmt = (
-            sa_select(*_ITEM_COLUMNS, distance)
-            .where(*where, comparable)
-            .order_by(distance, *_NEWEST_FIRST)
-            .limit(reads)
-        )
+        ann = sa_select(nearest).order_by(c.distance, c.updated_at.desc(), c.key)
+        found, exhausted = await _ranked(connection, ann, conditions, wanted, reads)
+        await connection.execute(text("SET LOCAL enable_sort = on"))
+        if not exhausted:
+            return found, exhausted
+    # `distance + 0`: an expression no index serves, so the ranking is exact.
+    exact = (
+        sa_select(*_ITEM_COLUMNS, distance)
+        .where(*where, comparable)
+        .order_by(distance + 0, *_NEWEST_FIRST)
+        .limit(reads)
+    )
+    return await _ranked(connection, exact, conditions, wanted, reads)
+
+
+async def _large(
+    connection: AsyncConnection,
+    where: Sequence[ColumnElement[bool]],
+    comparable: ColumnElement[bool],
+) -> bool:
+    """Whether the prefix holds at least STORE_VECTOR_EXACT_BELOW comparable rows (counted up to
+    that bound through the tenant's index: a few milliseconds at most)."""
+    bound = get_settings().store_vector_exact_below
+    some = sa_select(literal(1)).where(*where, comparable).limit(bound).subquery()
+    counted = (await connection.execute(sa_select(func.count()).select_from(some))).scalar_one()
+    return int(counted) >= bound
+
+
+async def _ranked(
+    connection: AsyncConnection,
+    stmt: Select[Any],
+    conditions: Mapping[str, Any],
+    wanted: int,
+    reads: int,
+) -> tuple[list[MemoryItem], bool]:
+    """Rows of a ranking statement (with `distance`) until `wanted` pass the filter, and
+    whether the statement ran out of rows before its `reads` bound."""
     if not conditions:
         rows = (await connection.execute(stmt)).all()
         return [_to_item(r, 1.0 - float(r.distance)) for r in rows], len(rows) < reads

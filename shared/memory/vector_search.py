@@ -24,7 +24,17 @@ from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
 import numpy as np
-from sqlalchemy import BindParameter, ColumnElement, LargeBinary, bindparam, cast, func, text
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Float,
+    LargeBinary,
+    bindparam,
+    cast,
+    func,
+    literal,
+    text,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -116,8 +126,13 @@ def _vector_type(dimensions: int | None) -> Any:
     return VECTOR(dimensions)
 
 
-def stored_value(store: Storage, vector: Sequence[float]) -> BindParameter[Any] | None:
-    """The bound value to write into `embedding` for `vector` (None: it cannot be stored).
+def column_type(store: Storage) -> Any:
+    """The SQLAlchemy type `embedding` is written with: pgvector's, or bytes."""
+    return _vector_type(store.dimensions) if store.native else LargeBinary()
+
+
+def encode(store: Storage, vector: Sequence[float]) -> Any:
+    """The value to write into `embedding` for `vector` (None: it cannot be stored).
 
     A vector whose width is not the column's (`vector(n)`, fixed per deployment) is not
     stored: the item stays searchable without a query, like an item put with index=False.
@@ -130,26 +145,32 @@ def stored_value(store: Storage, vector: Sequence[float]) -> BindParameter[Any] 
                 store.dimensions,
             )
             return None
-        return bindparam("embedding", _floats(vector), type_=_vector_type(store.dimensions))
-    return bindparam("embedding", _floats(vector).tobytes(), type_=LargeBinary())
+        return _floats(vector)
+    return _floats(vector).tobytes()
+
+
+def stored_value(store: Storage, vector: Sequence[float]) -> BindParameter[Any] | None:
+    """`encode`'s value bound with `column_type` (None: it cannot be stored)."""
+    value = encode(store, vector)
+    return None if value is None else bindparam("embedding", value, type_=column_type(store))
 
 
 def distance(store: Storage, column: ColumnElement[Any], query: Sequence[float]) -> Any:
     """Cosine distance between the stored column and the query, in the database's SQL."""
     if store.native:
-        bound = cast(
-            bindparam("query", _floats(query), type_=_vector_type(None)), _vector_type(None)
-        )
-        return column.op("<=>", return_type=column.type)(bound)
+        vector = _vector_type(None)
+        bound = cast(bindparam("query", _floats(query), type_=vector), vector)
+        return column.op("<=>", return_type=Float())(bound)
     return func.vec_distance_cosine(
         column, bindparam("query", _floats(query).tobytes(), type_=LargeBinary())
     )
 
 
 def comparable_width(store: Storage, column: ColumnElement[Any], dimensions: int) -> Any:
-    """Rows whose stored vector has the query's width (sqlite-vec raises on a mismatch)."""
+    """Rows whose stored vector has the query's width (sqlite-vec raises on a mismatch); on
+    pgvector every row has the column's width, so only a query of another width excludes all."""
     if store.native:
-        return func.vector_dims(column) == dimensions
+        return literal(store.dimensions in (None, dimensions))
     return func.length(column) == 4 * dimensions
 
 
