@@ -69,10 +69,10 @@ def _unpack(packed: str, model: str | None) -> list[float]:
     (inverse,) = struct.unpack_from("<f", raw)
     values = [v * inverse for v in memoryview(raw)[4:].cast("b")]
     suffix = (model or "").rsplit(":", 1)[-1]
-    if suffix.isdigit() and int(suffix) <= len(values):
-        return values[: int(suffix)]
-    while values and values[-1] == 0.0 and (len(values) + 4) % 3:
-        values.pop()  # no model width to go by: drop what can only be padding
+    # The width: the model id's, else the deployment's where the padding allows it.
+    for width in (int(suffix) if suffix.isdigit() else -1, _dimensions()):
+        if 0 < width <= len(values) and -(-(4 + width) // 3) * 3 == len(raw):
+            return values[:width]
     return values
 
 
@@ -175,7 +175,7 @@ def _rewrite(
     until the swap and the whole thing is one transaction (on SQLite the new column is added
     and the old one dropped with ALTER TABLE, which SQLite supports since 3.35).
     """
-    op.execute(f"ALTER TABLE store_items ADD COLUMN embedding_new {new_type}")
+    connection.execute(text(f"ALTER TABLE store_items ADD COLUMN embedding_new {new_type}"))
     update = text(
         f"UPDATE store_items SET embedding_new = {bind}"  # noqa: S608 (this module's SQL)
         " WHERE tenant_id = :t AND namespace = :n AND key = :k"
@@ -185,8 +185,8 @@ def _rewrite(
             {"t": t, "n": n, "k": k, "v": convert(value, model)} for t, n, k, value, model in batch
         ]
         connection.execute(update, params)
-    op.execute("ALTER TABLE store_items DROP COLUMN embedding")
-    op.execute("ALTER TABLE store_items RENAME COLUMN embedding_new TO embedding")
+    connection.execute(text("ALTER TABLE store_items DROP COLUMN embedding"))
+    connection.execute(text("ALTER TABLE store_items RENAME COLUMN embedding_new TO embedding"))
 
 
 def _fits(dimensions: int) -> Callable[[list[float]], list[float] | None]:
@@ -214,9 +214,11 @@ def _to_native(connection: Connection, source: str) -> None:
         convert=convert,
     )
     if dimensions <= HNSW_MAX_DIMENSIONS:
-        op.execute(
-            f"CREATE INDEX IF NOT EXISTS {INDEX} ON store_items"
-            " USING hnsw (embedding vector_cosine_ops)"
+        connection.execute(
+            text(
+                f"CREATE INDEX IF NOT EXISTS {INDEX} ON store_items"
+                " USING hnsw (embedding vector_cosine_ops)"
+            )
         )
     else:
         log.warning("pgvector indexes at most %d dimensions: no HNSW index", HNSW_MAX_DIMENSIONS)

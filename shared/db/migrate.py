@@ -43,14 +43,19 @@ def load_models() -> None:
 # `vector(n)` on Postgres with pgvector and bytes elsewhere (0016_native_vectors), so the models
 # declare it as bytes and comparisons leave it alone.
 DATABASE_TYPED_COLUMNS = frozenset({("store_items", "embedding")})
+# Indexes that exist only where the database supports them: the HNSW index (pgvector only).
+DATABASE_ONLY_INDEXES = frozenset({"ix_store_items_embedding_hnsw"})
 # The revision whose `ensure_native_vectors()` migrate() re-applies after every upgrade.
 VECTOR_REVISION = "0016_native_vectors"
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
     """Alembic filter: keep the SDK's session tables (and their indexes) and the
-    database-typed columns (DATABASE_TYPED_COLUMNS) out of comparisons."""
+    database-typed columns (DATABASE_TYPED_COLUMNS) and database-only indexes
+    (DATABASE_ONLY_INDEXES) out of comparisons."""
     if type_ == "table" and name in SDK_TABLES:
+        return False
+    if type_ == "index" and name in DATABASE_ONLY_INDEXES:
         return False
     table = getattr(obj, "table", None)
     table_name = getattr(table, "name", None)
