@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, null, or_, text
+from sqlalchemy import ColumnElement, Select, and_, func, literal, null, or_, type_coerce
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -418,7 +418,15 @@ async def search(
             )
         else:
             scored, exhausted = await _nearest(
-                connection, store, where, query_vector, model_id, conditions, wanted, reads
+                connection,
+                store,
+                where,
+                query_vector,
+                model_id,
+                conditions,
+                wanted,
+                reads,
+                count_on=[col(StoreItem.tenant_id) == tenant_id, *where[1:]],
             )
         found.extend(scored)
         if len(found) < wanted and exhausted:
@@ -491,12 +499,14 @@ async def _nearest(
     conditions: Mapping[str, Any],
     wanted: int,
     reads: int,
+    *,
+    count_on: Sequence[ColumnElement[bool]],
 ) -> tuple[list[MemoryItem], bool]:
     """The database's nearest neighbours (pgvector HNSW or sqlite-vec), filtered in the query.
 
     Returns the matches and whether every comparable row was seen (so unscored rows follow).
-    sqlite-vec, and pgvector for a prefix holding fewer than STORE_VECTOR_EXACT_BELOW comparable
-    rows, rank exactly in SQL (distance, then newest first). Otherwise pgvector walks the HNSW
+    sqlite-vec, and pgvector for a prefix holding fewer than STORE_VECTOR_EXACT_BELOW items,
+    rank exactly in SQL (distance, then newest first). Otherwise pgvector walks the HNSW
     index: approximate, with `hnsw.iterative_scan` scanning on until the filtered page is full;
     the inner query orders by distance alone (what the index serves; sorts are disabled so the
     planner, which cannot estimate the namespace filter, does not trade the index for a sort of
@@ -505,11 +515,14 @@ async def _nearest(
     """
     distance = vector_search.distance(store, _embedding(), query_vector).label("distance")
     comparable = _comparable(store, model_id, len(query_vector))
-    if store.mode == "pgvector" and await _large(connection, where, comparable):
-        await connection.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-        ef = vector_search.ef_search(wanted)
-        await connection.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))  # an int, not input
-        await connection.execute(text("SET LOCAL enable_sort = off"))
+    if store.mode == "pgvector" and await _large(connection, count_on):
+        # One round trip: SET LOCAL for the walk (set_config(..., true) is transaction-local).
+        settings = sa_select(
+            func.set_config("hnsw.iterative_scan", "relaxed_order", True),
+            func.set_config("hnsw.ef_search", str(vector_search.ef_search(wanted)), True),
+            func.set_config("enable_sort", "off", True),
+        )
+        await connection.execute(settings)
         nearest = (
             sa_select(*_ITEM_COLUMNS, distance)
             .where(*where, comparable)
@@ -521,9 +534,9 @@ async def _nearest(
         c = nearest.c
         ann = sa_select(nearest).order_by(c.distance, c.updated_at.desc(), c.key)
         found, exhausted = await _ranked(connection, ann, conditions, wanted, reads)
-        await connection.execute(text("SET LOCAL enable_sort = on"))
         if not exhausted:
             return found, exhausted
+        await connection.execute(sa_select(func.set_config("enable_sort", "on", True)))
     # `distance + 0`: an expression no index serves, so the ranking is exact.
     exact = (
         sa_select(*_ITEM_COLUMNS, distance)
@@ -534,15 +547,14 @@ async def _nearest(
     return await _ranked(connection, exact, conditions, wanted, reads)
 
 
-async def _large(
-    connection: AsyncConnection,
-    where: Sequence[ColumnElement[bool]],
-    comparable: ColumnElement[bool],
-) -> bool:
-    """Whether the prefix holds at least STORE_VECTOR_EXACT_BELOW comparable rows (counted up to
-    that bound through the tenant's index: a few milliseconds at most)."""
+async def _large(connection: AsyncConnection, count_on: Sequence[ColumnElement[bool]]) -> bool:
+    """Whether the tenant has at least STORE_VECTOR_EXACT_BELOW items under the prefix.
+
+    Counted up to that bound on the primary key's index (tenant, namespace), live or not: a
+    cheap estimate that decides between the exact ranking and the HNSW walk.
+    """
     bound = get_settings().store_vector_exact_below
-    some = sa_select(literal(1)).where(*where, comparable).limit(bound).subquery()
+    some = sa_select(literal(1)).where(*count_on).limit(bound).subquery()
     counted = (await connection.execute(sa_select(func.count()).select_from(some))).scalar_one()
     return int(counted) >= bound
 
@@ -587,7 +599,9 @@ async def _exact_scan(
     """The exact scan (no vector search in the database): the newest `cap` comparable rows
     under the prefix scored with numpy, then the page's values read by primary key."""
     comparable = _comparable(store, model_id, len(query_vector))
-    columns: list[Any] = [col(StoreItem.namespace), col(StoreItem.key), _embedding()]
+    # Read as what the column holds: pgvector's type parses `vector(n)`, bytes stay bytes.
+    stored = type_coerce(_embedding(), vector_search.column_type(store))
+    columns: list[Any] = [col(StoreItem.namespace), col(StoreItem.key), stored]
     if conditions:
         columns.append(col(StoreItem.value))
     # Core, not ORM: tens of thousands of plain tuples, no identity map.
