@@ -4,12 +4,12 @@ Items live at (tenant, namespace, key); a namespace is a path of labels such as
 `("users", "u-42", "memories")`. Every function takes the tenant and filters on it, so another
 tenant's item is indistinguishable from a missing one. Items may expire (a per-item TTL or
 STORE_DEFAULT_TTL_SECONDS): expired items are invisible at once and `purge_expired()` deletes
-them. Search ranks by cosine similarity of embeddings (shared/memory/embeddings.py) over the newest
-STORE_SEARCH_MAX_CANDIDATES live items under the prefix: inside PostgreSQL with pgvector where
-the database has `store_items.embedding_vec` (shared/memory/vector_search.py; only the page is
-read), else in Python (SQLite, Postgres without pgvector, CockroachDB, STORE_VECTOR_SEARCH=off).
-Both
-give the same items in the same order with the same scores (to float32 rounding).
+them. Search ranks by cosine similarity of embeddings (shared/memory/embeddings.py) in the
+database: pgvector's HNSW index, or sqlite-vec; where neither exists (Postgres without pgvector,
+CockroachDB, STORE_VECTOR_SEARCH=exact) it is the exact scan of the newest
+STORE_SEARCH_MAX_CANDIDATES items (shared/memory/vector_search.py, docs/memory-search.md).
+Every path gives the same items in the same order with the same scores (to float32 rounding),
+except that HNSW is approximate on large namespaces.
 """
 
 from __future__ import annotations
