@@ -43,6 +43,7 @@ BASE_TEXTS = 4_000
 NOISE = 0.35
 QUERIES = 60
 LOAD_BATCH = 20_000
+CHUNK = 10_000
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -64,14 +65,18 @@ def _base_vectors() -> np.ndarray[Any, Any]:
 
 
 def _vectors(base: np.ndarray[Any, Any], start: int, stop: int) -> np.ndarray[Any, Any]:
-    """Items start..stop-1: a base vector plus seeded noise, normalised (deterministic)."""
-    rng = np.random.default_rng(start)
-    picks = np.arange(start, stop) % len(base)
-    noise = rng.standard_normal((stop - start, base.shape[1]), dtype=np.float32)
-    noise *= NOISE / np.sqrt(base.shape[1])
-    vectors = base[picks] + noise
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors.astype(np.float32)
+    """Items start..stop-1: a base vector plus noise, normalised; the same item always gets the
+    same vector (noise drawn per aligned chunk of CHUNK items, seeded by the chunk)."""
+    out = np.empty((stop - start, base.shape[1]), dtype=np.float32)
+    for chunk in range(start // CHUNK, -(-stop // CHUNK)):
+        lo, hi = chunk * CHUNK, (chunk + 1) * CHUNK
+        rng = np.random.default_rng(chunk)
+        noise = rng.standard_normal((CHUNK, base.shape[1]), dtype=np.float32)
+        vectors = base[np.arange(lo, hi) % len(base)] + noise * (NOISE / np.sqrt(base.shape[1]))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        a, b = max(lo, start), min(hi, stop)
+        out[a - start : b - start] = vectors[a - lo : b - lo]
+    return out
 
 
 def _query_texts() -> list[str]:
