@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -426,7 +427,7 @@ async def search(
                 conditions,
                 wanted,
                 reads,
-                count_on=[col(StoreItem.tenant_id) == tenant_id, *where[1:]],
+                count_on=(tenant_id, prefix, under),
             )
         found.extend(scored)
         if len(found) < wanted and exhausted:
@@ -500,7 +501,7 @@ async def _nearest(
     wanted: int,
     reads: int,
     *,
-    count_on: Sequence[ColumnElement[bool]],
+    count_on: tuple[str, Namespace, ColumnElement[bool] | None],
 ) -> tuple[list[MemoryItem], bool]:
     """The database's nearest neighbours (pgvector HNSW or sqlite-vec), filtered in the query.
 
@@ -515,7 +516,7 @@ async def _nearest(
     """
     distance = vector_search.distance(store, _embedding(), query_vector).label("distance")
     comparable = _comparable(store, model_id, len(query_vector))
-    if store.mode == "pgvector" and await _large(connection, count_on):
+    if store.mode == "pgvector" and await _large(connection, *count_on):
         # One round trip: SET LOCAL for the walk (set_config(..., true) is transaction-local).
         settings = sa_select(
             func.set_config("hnsw.iterative_scan", "relaxed_order", True),
@@ -547,15 +548,37 @@ async def _nearest(
     return await _ranked(connection, exact, conditions, wanted, reads)
 
 
-async def _large(connection: AsyncConnection, count_on: Sequence[ColumnElement[bool]]) -> bool:
+# (tenant, prefix, bound) -> (monotonic time, large?): the count's answer, kept a while. A stale
+# answer costs speed, never correctness: a walk that comes up short is redone exactly.
+_SIZES: dict[tuple[str, str, int], tuple[float, bool]] = {}
+_SIZES_TTL_SECONDS = 60.0
+_SIZES_MAX = 10_000
+
+
+async def _large(
+    connection: AsyncConnection,
+    tenant_id: str,
+    prefix: Namespace,
+    under: ColumnElement[bool] | None,
+) -> bool:
     """Whether the tenant has at least STORE_VECTOR_EXACT_BELOW items under the prefix.
 
     Counted up to that bound on the primary key's index (tenant, namespace), live or not: a
-    cheap estimate that decides between the exact ranking and the HNSW walk.
+    cheap estimate that decides between the exact ranking and the HNSW walk; remembered for a
+    minute per (tenant, prefix).
     """
     bound = get_settings().store_vector_exact_below
-    some = sa_select(literal(1)).where(*count_on).limit(bound).subquery()
+    key = (tenant_id, join_namespace(prefix), bound)
+    now = time.monotonic()
+    known = _SIZES.get(key)
+    if known is not None and now - known[0] < _SIZES_TTL_SECONDS:
+        return known[1]
+    where = [col(StoreItem.tenant_id) == tenant_id, *([under] if under is not None else [])]
+    some = sa_select(literal(1)).where(*where).limit(bound).subquery()
     counted = (await connection.execute(sa_select(func.count()).select_from(some))).scalar_one()
+    if len(_SIZES) >= _SIZES_MAX:
+        _SIZES.clear()  # a bound on memory; the next searches count again
+    _SIZES[key] = (now, int(counted) >= bound)
     return int(counted) >= bound
 
 
