@@ -43,8 +43,8 @@ from shared.core.settings import get_settings
 log = logging.getLogger(__name__)
 
 Mode = Literal["pgvector", "sqlite-vec", "exact"]
-# pgvector's ef_search bounds: a page needs at least as many candidates as it returns.
-EF_SEARCH_MIN, EF_SEARCH_MAX = 40, 1_000
+# pgvector's ef_search upper bound; a page needs at least as many candidates as it returns.
+EF_SEARCH_MAX = 1_000
 
 _COLUMN_TYPE = text(
     "SELECT t.typname, a.atttypmod FROM pg_catalog.pg_attribute AS a"
@@ -175,8 +175,8 @@ def comparable_width(store: Storage, column: ColumnElement[Any], dimensions: int
 
 
 def ef_search(wanted: int) -> int:
-    """The HNSW candidate list size for a page of `wanted` rows."""
-    return max(EF_SEARCH_MIN, min(EF_SEARCH_MAX, wanted))
+    """The HNSW candidate list size for a page of `wanted` rows (STORE_HNSW_EF_SEARCH or more)."""
+    return max(get_settings().store_hnsw_ef_search, min(EF_SEARCH_MAX, wanted))
 
 
 def exact_scores(query: Sequence[float], stored: Sequence[Any]) -> list[float | None]:
