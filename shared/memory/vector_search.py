@@ -181,26 +181,31 @@ def ef_search(wanted: int) -> int:
 
 def exact_scores(query: Sequence[float], stored: Sequence[Any]) -> list[float | None]:
     """The exact scan: cosine similarity of the query with each stored vector (None: none or
-    another width). Stored vectors are float32 bytes, or arrays read from a pgvector column."""
+    another width). Stored vectors are float32 bytes, or arrays read from a pgvector column.
+
+    Bytes are joined and decoded in one call into an (n, d) matrix, and one matrix-vector
+    product scores them all.
+    """
     q = _floats(query)
-    norm_q = float(np.linalg.norm(q))
+    width = len(q)
     scores: list[float | None] = [None] * len(stored)
     rows: list[int] = []
-    vectors: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+    chunks: list[bytes] = []
     for slot, value in enumerate(stored):
         if value is None:
             continue
-        vector = (
-            np.frombuffer(value, dtype="<f4")
+        raw = (
+            bytes(value)
             if isinstance(value, bytes | bytearray | memoryview)
-            else np.asarray(value, dtype="<f4")
+            else np.asarray(value, dtype="<f4").tobytes()
         )
-        if vector.shape == q.shape:
+        if len(raw) == 4 * width:
             rows.append(slot)
-            vectors.append(vector)
+            chunks.append(raw)
+    norm_q = float(np.linalg.norm(q))
     if not rows or not norm_q:
         return scores
-    matrix = np.stack(vectors)
+    matrix = np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(rows), width)
     norms = np.linalg.norm(matrix, axis=1) * norm_q
     sims = (matrix @ q) / np.where(norms == 0, 1.0, norms)
     for slot, value in zip(rows, sims.astype(float).tolist(), strict=True):
