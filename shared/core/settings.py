@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     store_vector_exact_below: int = Field(5_000, ge=1, alias="STORE_VECTOR_EXACT_BELOW")
     # pgvector's hnsw.ef_search for a search (at least the page's offset + limit): higher finds
     # more of the true nearest items (recall) for more work per search.
-    store_hnsw_ef_search: int = Field(100, ge=10, le=1_000, alias="STORE_HNSW_EF_SEARCH")
+    store_hnsw_ef_search: int = Field(400, ge=10, le=1_000, alias="STORE_HNSW_EF_SEARCH")
     store_max_value_bytes: int = Field(64 * 1024, ge=256, alias="STORE_MAX_VALUE_BYTES")
     # auto: semantic search uses the database's vector search (pgvector's HNSW index, or
     # sqlite-vec) where it has one (shared/memory/vector_search.py); exact (or its old name,
