@@ -1,7 +1,7 @@
 """usage_daily by assistant: the roll-up's key gains the assistant a run was bound to
 
 Revision ID: 0017_usage_by_assistant
-Revises: 0015_tenant_scoped_ids
+Revises: 0016_native_vectors
 Create Date: 2026-12-05 11:45:00
 
 Existing rows keep their counts with `assistant_id` '' (no assistant). The key becomes
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017_usage_by_assistant"
-down_revision: str | Sequence[str] | None = "0015_tenant_scoped_ids"
+down_revision: str | Sequence[str] | None = "0016_native_vectors"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

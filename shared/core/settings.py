@@ -148,11 +148,21 @@ class Settings(BaseSettings):
     )  # None: items live until deleted, unless a put sets a ttl
     store_search_max_candidates: int = Field(
         50_000, ge=100, alias="STORE_SEARCH_MAX_CANDIDATES"
-    )  # bound on the rows one semantic search scores (newest first)
+    )  # the exact scan scores the newest this many; a filtered vector search reads this many
+    # pgvector: a prefix with fewer comparable items than this is ranked exactly in SQL (cheap
+    # there, and an HNSW walk filtered down to a small namespace may come up short); larger
+    # ones walk the HNSW index (shared/memory/store.py).
+    store_vector_exact_below: int = Field(5_000, ge=1, alias="STORE_VECTOR_EXACT_BELOW")
+    # pgvector's hnsw.ef_search for a search (at least the page's offset + limit): higher finds
+    # more of the true nearest items (recall) for more work per search.
+    store_hnsw_ef_search: int = Field(400, ge=10, le=1_000, alias="STORE_HNSW_EF_SEARCH")
     store_max_value_bytes: int = Field(64 * 1024, ge=256, alias="STORE_MAX_VALUE_BYTES")
-    # auto: semantic search ranks inside Postgres (pgvector) where store_items.embedding_vec
-    # exists (shared/memory/vector_search.py); off: always rank in Python, as on SQLite.
-    store_vector_search: Literal["auto", "off"] = Field("auto", alias="STORE_VECTOR_SEARCH")
+    # auto: semantic search uses the database's vector search (pgvector's HNSW index, or
+    # sqlite-vec) where it has one (shared/memory/vector_search.py); exact (or its old name,
+    # off): always the exact scan, as on Postgres without pgvector and CockroachDB.
+    store_vector_search: Literal["auto", "exact", "off"] = Field(
+        "auto", alias="STORE_VECTOR_SEARCH"
+    )
 
     # Conversation sessions: where the SDK Session keeps each thread's history
     # (shared/memory/sessions.py). sql = the database above; redis = REDIS_URL; upstash = the

@@ -75,8 +75,16 @@ def build_engine(url: str) -> AsyncEngine:
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        # Function-local: sqlean and sqlite-vec load only for the SQLite engine.
+        from shared.db.sqlite_driver import async_dbapi
+
+        # sqlean's sqlite3 with sqlite-vec (shared/db/sqlite_driver.py), not the stdlib module.
         engine = create_async_engine(
-            url, pool_size=20, max_overflow=0, json_deserializer=load_stored_json
+            url,
+            pool_size=20,
+            max_overflow=0,
+            module=async_dbapi(),
+            json_deserializer=load_stored_json,
         )
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine

@@ -39,22 +39,27 @@ def load_models() -> None:
             importlib.import_module(f"shared.db.{module.name}")
 
 
-# Columns a revision adds outside SQLModel.metadata, only where the database supports them:
-# store_items.embedding_vec (0011_store_vectors) exists only on Postgres with pgvector, so the
-# models cannot declare it portably; without this, autogenerate would propose dropping it.
-DATABASE_ONLY_COLUMNS = frozenset({("store_items", "embedding_vec")})
-# The revision whose `add_vector_column()` migrate() re-applies after every upgrade.
-VECTOR_REVISION = "0011_store_vectors"
+# Columns whose type depends on what the database can do: store_items.embedding is
+# `vector(n)` on Postgres with pgvector and bytes elsewhere (0016_native_vectors), so the models
+# declare it as bytes and comparisons leave it alone.
+DATABASE_TYPED_COLUMNS = frozenset({("store_items", "embedding")})
+# Indexes that exist only where the database supports them: the HNSW index (pgvector only).
+DATABASE_ONLY_INDEXES = frozenset({"ix_store_items_embedding_hnsw"})
+# The revision whose `ensure_native_vectors()` migrate() re-applies after every upgrade.
+VECTOR_REVISION = "0016_native_vectors"
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
     """Alembic filter: keep the SDK's session tables (and their indexes) and the
-    database-only columns (DATABASE_ONLY_COLUMNS) out of comparisons."""
+    database-typed columns (DATABASE_TYPED_COLUMNS) and database-only indexes
+    (DATABASE_ONLY_INDEXES) out of comparisons."""
     if type_ == "table" and name in SDK_TABLES:
+        return False
+    if type_ == "index" and name in DATABASE_ONLY_INDEXES:
         return False
     table = getattr(obj, "table", None)
     table_name = getattr(table, "name", None)
-    if type_ == "column" and (table_name, name) in DATABASE_ONLY_COLUMNS:
+    if type_ == "column" and (table_name, name) in DATABASE_TYPED_COLUMNS:
         return False
     return not (table is not None and table_name in SDK_TABLES)
 
@@ -95,26 +100,27 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
         await conn.run_sync(_downgrade, revision)
 
 
-def _ensure_vector_column(connection: Connection) -> bool:
+def _ensure_native_vectors(connection: Connection) -> bool:
     script = ScriptDirectory.from_config(alembic_config()).get_revision(VECTOR_REVISION)
     if script is None:  # pragma: no cover - the revision ships with this module
         raise RuntimeError(f"migration {VECTOR_REVISION} is missing")
-    added: bool = script.module.add_vector_column(connection)
-    return added
+    native: bool = script.module.ensure_native_vectors(connection)
+    return native
 
 
-async def ensure_vector_column(engine: AsyncEngine) -> bool:
-    """Give store_items its pgvector column if the database can have it now (idempotent).
+async def ensure_native_vectors(engine: AsyncEngine) -> bool:
+    """Make store_items.embedding a pgvector column if the database can have it now.
 
-    Revision 0011 adds the column only where `vector` was available when it ran; this
-    re-applies the same step (the revision's own `add_vector_column`), so a database whose
-    extension is allow-listed later gets the column on the next `python -m aca_jobs migrate`.
+    Revision 0016 makes it `vector(n)` only where `vector` was available when it ran; this
+    re-applies the same step (the revision's own `ensure_native_vectors`), so a database whose
+    extension is allow-listed later is converted on the next `python -m aca_jobs migrate`.
     It never fails the caller: without the extension or the privilege it logs and returns False.
+    Before 0016 the column is packed text, which this leaves alone (0016 converts it).
     """
     if engine.dialect.name != "postgresql":
         return False
     async with engine.begin() as conn:
-        return await conn.run_sync(_ensure_vector_column)
+        return await conn.run_sync(_ensure_native_vectors)
 
 
 async def migrate(engine: AsyncEngine, *, attempts: int = 5) -> None:
@@ -122,7 +128,7 @@ async def migrate(engine: AsyncEngine, *, attempts: int = 5) -> None:
 
     No advisory locks (CockroachDB and SQLite lack them): two processes racing on the same
     CREATE TABLE see one win; the other's transaction fails, it retries and finds the version
-    already at head, so its upgrade is a no-op. Then `ensure_vector_column`.
+    already at head, so its upgrade is a no-op. Then `ensure_native_vectors`.
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -133,4 +139,4 @@ async def migrate(engine: AsyncEngine, *, attempts: int = 5) -> None:
                 raise
             log.info("schema upgrade raced with another process; retrying (%d)", attempt)
             await asyncio.sleep(0.2 * attempt)
-    await ensure_vector_column(engine)
+    await ensure_native_vectors(engine)

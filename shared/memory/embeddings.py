@@ -9,22 +9,14 @@ same client conventions as shared/platform/llm.py (API key, or Entra ID bearer t
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
-import operator
 import re
-import struct
 from collections.abc import Sequence
 from typing import Protocol
 
 from openai import AsyncOpenAI
 from openai.types import CreateEmbeddingResponse
-
-try:  # numpy scores many vectors in one product; without it a pure-Python loop does
-    import numpy as _np
-except ImportError:  # pragma: no cover
-    _np = None  # type: ignore[assignment]
 
 from shared.core.errors import ConfigError, UpstreamModelError
 from shared.core.retries import outbound, retryable_openai
@@ -274,88 +266,3 @@ def build_embedder(settings: Settings) -> Embedder:
 def get_embedder() -> Embedder:
     """Return the process-wide embedder, built on first use."""
     return build_embedder(get_settings())
-
-
-# ---------------------------------------------------------------------------------------------
-# Storage and scoring helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def _packed_bytes(dimensions: int) -> int:
-    """Bytes of a packed vector: float32 scale + int8 values, padded to a multiple of 3 so
-    the base64 text has no '=' padding and many vectors decode in one call."""
-    return -(-(4 + dimensions) // 3) * 3
-
-
-def unpacked_width(dimensions: int) -> int:
-    """Values a packed vector of `dimensions` decodes to in SQL, zero padding included."""
-    return _packed_bytes(dimensions) - 4
-
-
-def pack(vector: Sequence[float]) -> str:
-    """Encode a vector for store_items.embedding: base64 of a float32 scale and int8 values.
-
-    Scalar quantisation per vector (the largest magnitude maps to 127) keeps ranking intact
-    while the column stays ~4x smaller than float32 text and decodes fast. The SQL function
-    `ascent_store_vector` (migrations/versions/0011_store_vectors.py) decodes this format for
-    pgvector: a new format needs a revision that replaces that function too.
-    """
-    peak = max((abs(x) for x in vector), default=0.0)
-    scale = 127.0 / peak if peak else 1.0
-    raw = bytearray(struct.pack("<f", 1.0 / scale))
-    raw += bytes(round(x * scale) & 0xFF for x in vector)
-    raw += bytes(_packed_bytes(len(vector)) - len(raw))
-    return base64.b64encode(bytes(raw)).decode("ascii")
-
-
-def unpack(packed: str, dimensions: int) -> list[float]:
-    """Decode `pack`'s output back to (approximate) floats."""
-    raw = base64.b64decode(packed)
-    (inverse,) = struct.unpack_from("<f", raw)
-    return [v * inverse for v in memoryview(raw)[4 : 4 + dimensions].cast("b")]
-
-
-def cosine_scores(query: Sequence[float], packed: Sequence[str | None]) -> list[float | None]:
-    """Cosine similarity of the unit query with each packed unit vector (None: not comparable).
-
-    All candidates at once: the base64 texts decode in one call into an (n, stride) int8
-    matrix, and one matrix-vector product scores them (numpy; a pure-Python fallback
-    scores column by column when numpy is missing).
-    """
-    size = len(query)
-    stride = _packed_bytes(size)
-    chars = stride // 3 * 4
-    valid = [i for i, p in enumerate(packed) if p is not None and len(p) == chars]
-    scores: list[float | None] = [None] * len(packed)
-    if not valid:
-        return scores
-    buffer = base64.b64decode("".join(packed[i] or "" for i in valid))
-    values = _scores_numpy(query, buffer, stride) if _np is not None else None
-    if values is None:
-        values = _scores_python(query, buffer, stride, len(valid))
-    for slot, value in zip(valid, values, strict=True):
-        scores[slot] = value
-    return scores
-
-
-def _scores_numpy(query: Sequence[float], buffer: bytes, stride: int) -> list[float] | None:
-    if _np is None:  # pragma: no cover
-        return None
-    rows = _np.frombuffer(buffer, dtype=_np.int8).reshape(-1, stride)
-    scales = _np.frombuffer(rows[:, :4].tobytes(), dtype="<f4")
-    dots = rows[:, 4 : 4 + len(query)].astype(_np.float32) @ _np.asarray(query, _np.float32)
-    result: list[float] = (dots * scales).astype(float).tolist()
-    return result
-
-
-def _scores_python(query: Sequence[float], buffer: bytes, stride: int, count: int) -> list[float]:
-    scale_bytes = bytearray(4 * count)
-    for b in range(4):
-        scale_bytes[b::4] = buffer[b::stride]
-    scales = struct.unpack(f"<{count}f", scale_bytes)
-    totals = [0.0] * count
-    for position, weight in enumerate(query):
-        if weight:
-            column = memoryview(buffer[4 + position :: stride]).cast("b")
-            totals = list(map(operator.add, totals, map(weight.__mul__, column)))
-    return [t * s for t, s in zip(totals, scales, strict=True)]

@@ -4,37 +4,40 @@ Items live at (tenant, namespace, key); a namespace is a path of labels such as
 `("users", "u-42", "memories")`. Every function takes the tenant and filters on it, so another
 tenant's item is indistinguishable from a missing one. Items may expire (a per-item TTL or
 STORE_DEFAULT_TTL_SECONDS): expired items are invisible at once and `purge_expired()` deletes
-them. Search ranks by cosine similarity of embeddings (shared/memory/embeddings.py) over the newest
-STORE_SEARCH_MAX_CANDIDATES live items under the prefix: inside PostgreSQL with pgvector where
-the database has `store_items.embedding_vec` (shared/memory/vector_search.py; only the page is
-read), else in Python (SQLite, Postgres without pgvector, CockroachDB, STORE_VECTOR_SEARCH=off).
-Both
-give the same items in the same order with the same scores (to float32 rounding).
+them. Search ranks by cosine similarity of embeddings (shared/memory/embeddings.py) in the
+database: pgvector's HNSW index, or sqlite-vec; where neither exists (Postgres without pgvector,
+CockroachDB, STORE_VECTOR_SEARCH=exact) it is the exact scan of the newest
+STORE_SEARCH_MAX_CANDIDATES items (shared/memory/vector_search.py, docs/memory-search.md).
+Every path gives the same items in the same order with the same scores (to float32 rounding),
+except that HNSW is approximate on large namespaces.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import ColumnElement, and_, column, func, or_
+from sqlalchemy import ColumnElement, Select, and_, func, literal, null, or_, type_coerce
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select as sa_select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.errors import PayloadTooLarge, ValidationFailed
 from shared.core.settings import get_settings
 from shared.db.engine import db_session, get_engine
 from shared.db.memory_models import NAMESPACE_SEPARATOR, StoreItem
 from shared.db.models import utcnow
+from shared.db.types import as_utc
 from shared.memory import vector_search
-from shared.memory.embeddings import cosine_scores, get_embedder, pack
+from shared.memory.embeddings import get_embedder
 
 Namespace = tuple[str, ...]
 
@@ -46,6 +49,7 @@ MAX_KEY_CHARS = 256
 MAX_NAMESPACE_CHARS = 512
 MAX_INDEX_TEXT_CHARS = 8_000
 MAX_PAGE = 1_000
+_PRIMARY_KEY = ("tenant_id", "namespace", "key")
 _FILTER_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"})
 
 
@@ -286,35 +290,47 @@ async def put(
         raise PayloadTooLarge(f"A stored value may be at most {limit} bytes of JSON.")
     now = utcnow()
     expires_at = _expiry(now, ttl_seconds)
-    embedding: str | None = None
+    embedding: Any = None
     model_id: str | None = None
     if index is not False:
         text = index_text(document, list(index) if index is not None else None)
         if text.strip():
             embedder = get_embedder()
             [vector] = await embedder.embed([text])
-            embedding, model_id = pack(vector), embedder.model_id
-    stored_ns = join_namespace(labels)
-    for attempt in range(2):
-        async with db_session() as db:
-            row = await db.get(StoreItem, (tenant_id, stored_ns, key))
-            if row is None:
-                row = StoreItem(tenant_id=tenant_id, namespace=stored_ns, key=key, created_at=now)
-            row.value = document
-            row.embedding = embedding
-            row.embedding_model = model_id
-            row.updated_at = now
-            row.expires_at = expires_at
-            db.add(row)
-            try:
-                await db.commit()
-            except IntegrityError:
-                # A concurrent put inserted the same key first; the second pass updates it.
-                if attempt == 1:
-                    raise
-                continue
-            return _to_item(row)
-    raise AssertionError("unreachable")  # pragma: no cover
+            engine = get_engine()
+            embedding = vector_search.stored_value(await vector_search.storage(engine), vector)
+            model_id = embedder.model_id if embedding is not None else None
+    table = StoreItem.__table__  # type: ignore[attr-defined]
+    insert = sqlite_insert if get_engine().dialect.name == "sqlite" else pg_insert
+    stmt = insert(table).values(
+        tenant_id=tenant_id,
+        namespace=join_namespace(labels),
+        key=key,
+        value=document,
+        embedding=embedding if embedding is not None else null(),
+        embedding_model=model_id,
+        created_at=now,
+        updated_at=now,
+        expires_at=expires_at,
+    )
+    # One statement: a concurrent put of the same key updates instead of failing.
+    replace = {
+        name: stmt.excluded[name]
+        for name in ("value", "embedding", "embedding_model", "updated_at", "expires_at")
+    }
+    upsert = stmt.on_conflict_do_update(index_elements=list(_PRIMARY_KEY), set_=replace)
+    async with db_session() as db:
+        connection = await db.connection()
+        created_at = (await connection.execute(upsert.returning(table.c.created_at))).scalar_one()
+        await db.commit()
+    return MemoryItem(
+        namespace=labels,
+        key=key,
+        value=document,
+        created_at=as_utc(created_at),
+        updated_at=now,
+        expires_at=expires_at,
+    )
 
 
 async def get(*, tenant_id: str, namespace: Sequence[str], key: str) -> MemoryItem | None:
@@ -360,8 +376,10 @@ async def search(
     """Find the tenant's live items under a namespace prefix.
 
     With a query: the best `limit` matches by cosine similarity, after `offset`, each with its
-    score (items without a comparable embedding come last). Without: newest first. `filter`
-    keeps items whose value matches (`{field: value}` or `{field: {"$gt": 3}}`).
+    score; items without a comparable embedding (index=False, another model) follow, newest
+    first, unscored. Without: newest first. `filter` keeps items whose value matches
+    (`{field: value}` or `{field: {"$gt": 3}}`); with a query it is applied to the best
+    STORE_SEARCH_MAX_CANDIDATES matches. How the ranking runs: shared/memory/vector_search.py.
     """
     prefix = validate_namespace(namespace_prefix, allow_empty=True)
     conditions = validate_filter(filter)
@@ -371,160 +389,270 @@ async def search(
     where = [_live(tenant_id, now)]
     if (under := _under(prefix)) is not None:
         where.append(under)
-    newest_first = (col(StoreItem.updated_at).desc(), col(StoreItem.key))
-    semantic = bool(query and query.strip())
-    in_database = semantic and await vector_search.in_database(get_engine())
-    async with db_session() as db:
-        if not query or not query.strip():
-            stmt = select(StoreItem).where(*where).order_by(*newest_first)
+    cap = get_settings().store_search_max_candidates
+    if not query or not query.strip():
+        stmt = select(StoreItem).where(*where).order_by(*_NEWEST_FIRST)
+        async with db_session() as db:
             if not conditions:
                 rows = (await db.exec(stmt.offset(offset).limit(limit))).all()
                 return [_to_item(r) for r in rows]
-            cap = get_settings().store_search_max_candidates
             rows = (await db.exec(stmt.limit(cap))).all()
-            matching = [r for r in rows if _matches(r.value, conditions)]
-            return [_to_item(r) for r in matching[offset : offset + limit]]
+        matching = [r for r in rows if _matches(r.value, conditions)]
+        return [_to_item(r) for r in matching[offset : offset + limit]]
 
-        embedder = get_embedder()
-        [query_vector] = await embedder.embed([query])
-        model_id = embedder.model_id
-        cap = get_settings().store_search_max_candidates
-        if in_database:
-            return await _rank_in_database(
-                db,
-                tenant_id,
+    embedder = get_embedder()
+    [query_vector] = await embedder.embed([query])
+    store = await vector_search.storage(get_engine())
+    model_id = embedder.model_id
+    # Without a filter only the page is read; with one, rows are read (up to the cap) until
+    # `offset + limit` of them match.
+    wanted = offset + limit
+    reads = wanted if not conditions else cap
+    found: list[MemoryItem] = []
+    async with db_session() as db:
+        connection = await db.connection()
+        if store.mode == "exact":
+            scored, exhausted = await _exact_scan(
+                connection, store, where, query_vector, model_id, conditions, wanted, cap
+            )
+        else:
+            scored, exhausted = await _nearest(
+                connection,
+                store,
                 where,
                 query_vector,
                 model_id,
                 conditions,
-                cap=cap,
-                offset=offset,
-                limit=limit,
+                wanted,
+                reads,
+                count_on=(tenant_id, prefix, under),
             )
-        columns: list[Any] = [
-            col(StoreItem.namespace),
-            col(StoreItem.key),
-            col(StoreItem.embedding),
-            col(StoreItem.embedding_model),
-        ]
-        if conditions:
-            columns.append(col(StoreItem.value))
-        # Core, not ORM: tens of thousands of plain tuples, no identity map.
-        connection = await db.connection()
-        candidates: Sequence[Any] = (
-            await connection.execute(
-                sa_select(*columns).where(*where).order_by(*newest_first).limit(cap)
+        found.extend(scored)
+        if len(found) < wanted and exhausted:
+            # NULL-safe: a row that is not comparable for any reason follows, unscored.
+            comparable = func.coalesce(_comparable(store, model_id, len(query_vector)), False)
+            unscored = (
+                sa_select(*_ITEM_COLUMNS)
+                .where(*where, ~comparable)
+                .order_by(*_NEWEST_FIRST)
+                .limit(reads)
             )
-        ).all()
-        if conditions:
-            candidates = [row for row in candidates if _matches(row[4], conditions)]
-        # A vector from another model (or none: index=False) is not comparable: ranked last.
-        scores = cosine_scores(
-            query_vector, [row[2] if row[3] == model_id else None for row in candidates]
-        )
-        scored = [
-            (-2.0 if score is None else score, position, row[0], row[1])
-            for position, (row, score) in enumerate(zip(candidates, scores, strict=True))
-        ]
-        # Best score first; ties keep newest-first order.
-        scored.sort(key=lambda s: (-s[0], s[1]))
-        page = scored[offset : offset + limit]
-        if not page:
-            return []
-        wanted = or_(
-            *(
-                and_(col(StoreItem.namespace) == ns, col(StoreItem.key) == key)
-                for _, _, ns, key in page
-            )
-        )
-        rows_by_id = {
-            (r.namespace, r.key): r
-            for r in (await db.exec(select(StoreItem).where(where[0], wanted))).all()
-        }
-    results: list[MemoryItem] = []
-    for score, _, ns, key in page:
-        found = rows_by_id.get((ns, key))
-        if found is not None:  # deleted between the two reads
-            results.append(_to_item(found, score if score > -2.0 else None))
-    return results
+            found.extend(await _take(connection, unscored, conditions, wanted - len(found)))
+    return found[offset:wanted]
 
 
-async def _rank_in_database(
-    db: AsyncSession,
-    tenant_id: str,
+_ITEM_COLUMNS = (
+    col(StoreItem.namespace),
+    col(StoreItem.key),
+    col(StoreItem.value),
+    col(StoreItem.created_at),
+    col(StoreItem.updated_at),
+    col(StoreItem.expires_at),
+)
+_NEWEST_FIRST = (col(StoreItem.updated_at).desc(), col(StoreItem.key))
+
+
+def _embedding() -> ColumnElement[Any]:
+    column: ColumnElement[Any] = StoreItem.__table__.c.embedding  # type: ignore[attr-defined]
+    return column
+
+
+def _comparable(store: vector_search.Storage, model_id: str, width: int) -> ColumnElement[bool]:
+    """Rows whose vector can be compared with the query: the same model and width."""
+    return and_(
+        _embedding().is_not(None),
+        col(StoreItem.embedding_model) == model_id,
+        vector_search.comparable_width(store, _embedding(), width),
+    )
+
+
+async def _take(
+    connection: AsyncConnection,
+    stmt: Select[Any],
+    conditions: Mapping[str, Any],
+    wanted: int,
+) -> list[MemoryItem]:
+    """Read unscored rows in the statement's order until `wanted` of them pass the filter."""
+    if not conditions:
+        rows = (await connection.execute(stmt)).all()
+        return [_to_item(r) for r in rows[:wanted]]
+    taken: list[MemoryItem] = []
+    result = await connection.stream(stmt.execution_options(yield_per=256))
+    try:
+        async for row in result:
+            if _matches(row.value, conditions):
+                taken.append(_to_item(row))
+                if len(taken) == wanted:
+                    break
+    finally:
+        await result.close()
+    return taken
+
+
+async def _nearest(
+    connection: AsyncConnection,
+    store: vector_search.Storage,
     where: Sequence[ColumnElement[bool]],
     query_vector: Sequence[float],
     model_id: str,
     conditions: Mapping[str, Any],
+    wanted: int,
+    reads: int,
     *,
-    cap: int,
-    offset: int,
-    limit: int,
-) -> list[MemoryItem]:
-    """`search`'s ranking computed by PostgreSQL with pgvector: the same candidates (the
-    newest `cap` live rows under the prefix), order (score, then newest first; rows without a
-    comparable vector last) and scores as the Python ranking, but only the page is read.
+    count_on: tuple[str, Namespace, ColumnElement[bool] | None],
+) -> tuple[list[MemoryItem], bool]:
+    """The database's nearest neighbours (pgvector HNSW or sqlite-vec), filtered in the query.
 
-    The score is computed while the candidates are scanned, so sorts carry a float, not the
-    vector; the page's values are then joined back by primary key. A filter is applied in
-    Python to the rows as they arrive in ranked order (the stored JSON compared exactly as
-    `_matches` does, which SQL JSON operators would not reproduce), until the page is full.
+    Returns the matches and whether every comparable row was seen (so unscored rows follow).
+    sqlite-vec, and pgvector for a prefix holding fewer than STORE_VECTOR_EXACT_BELOW items,
+    rank exactly in SQL (distance, then newest first). Otherwise pgvector walks the HNSW
+    index: approximate, with `hnsw.iterative_scan` scanning on until the filtered page is full;
+    the inner query orders by distance alone (what the index serves; sorts are disabled so the
+    planner, which cannot estimate the namespace filter, does not trade the index for a sort of
+    the whole tenant), and the outer one breaks ties newest first. A walk that ends short of the
+    page (its scan bound reached) is redone exactly.
     """
-    score = vector_search.score_expression(
-        column(vector_search.COLUMN), col(StoreItem.embedding_model), query_vector, model_id
-    ).label("score")
-    values = [col(StoreItem.value), col(StoreItem.created_at), col(StoreItem.expires_at)]
-    candidates = (
-        sa_select(
-            col(StoreItem.namespace),
-            col(StoreItem.key),
-            col(StoreItem.updated_at),
-            *(values if conditions else []),
-            score,
+    distance = vector_search.distance(store, _embedding(), query_vector).label("distance")
+    comparable = _comparable(store, model_id, len(query_vector))
+    if store.mode == "pgvector" and await _large(connection, *count_on):
+        # One round trip: SET LOCAL for the walk (set_config(..., true) is transaction-local).
+        settings = sa_select(
+            func.set_config("hnsw.iterative_scan", "relaxed_order", True),
+            func.set_config("hnsw.ef_search", str(vector_search.ef_search(wanted)), True),
+            func.set_config("enable_sort", "off", True),
         )
-        .where(*where)
-        .order_by(col(StoreItem.updated_at).desc(), col(StoreItem.key))
-        .limit(cap)
-        .subquery("candidates")
+        await connection.execute(settings)
+        nearest = (
+            sa_select(*_ITEM_COLUMNS, distance)
+            .where(*where, comparable)
+            .order_by(distance)
+            .limit(reads)
+            .cte("nearest")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        c = nearest.c
+        ann = sa_select(nearest).order_by(c.distance, c.updated_at.desc(), c.key)
+        found, exhausted = await _ranked(connection, ann, conditions, wanted, reads)
+        if not exhausted:
+            return found, exhausted
+        await connection.execute(sa_select(func.set_config("enable_sort", "on", True)))
+    # `distance + 0`: an expression no index serves, so the ranking is exact.
+    exact = (
+        sa_select(*_ITEM_COLUMNS, distance)
+        .where(*where, comparable)
+        .order_by(distance + 0, *_NEWEST_FIRST)
+        .limit(reads)
     )
-    c = candidates.c
-    best_first = (c["score"].desc().nulls_last(), c["updated_at"].desc(), c["key"])
-    connection = await db.connection()
+    return await _ranked(connection, exact, conditions, wanted, reads)
+
+
+# (tenant, prefix, bound) -> (monotonic time, large?): the count's answer, kept a while. A stale
+# answer costs speed, never correctness: a walk that comes up short is redone exactly.
+_SIZES: dict[tuple[str, str, int], tuple[float, bool]] = {}
+_SIZES_TTL_SECONDS = 60.0
+_SIZES_MAX = 10_000
+
+
+async def _large(
+    connection: AsyncConnection,
+    tenant_id: str,
+    prefix: Namespace,
+    under: ColumnElement[bool] | None,
+) -> bool:
+    """Whether the tenant has at least STORE_VECTOR_EXACT_BELOW items under the prefix.
+
+    Counted up to that bound on the primary key's index (tenant, namespace), live or not: a
+    cheap estimate that decides between the exact ranking and the HNSW walk; remembered for a
+    minute per (tenant, prefix).
+    """
+    bound = get_settings().store_vector_exact_below
+    key = (tenant_id, join_namespace(prefix), bound)
+    now = time.monotonic()
+    known = _SIZES.get(key)
+    if known is not None and now - known[0] < _SIZES_TTL_SECONDS:
+        return known[1]
+    where = [col(StoreItem.tenant_id) == tenant_id, *([under] if under is not None else [])]
+    some = sa_select(literal(1)).where(*where).limit(bound).subquery()
+    counted = (await connection.execute(sa_select(func.count()).select_from(some))).scalar_one()
+    if len(_SIZES) >= _SIZES_MAX:
+        _SIZES.clear()  # a bound on memory; the next searches count again
+    _SIZES[key] = (now, int(counted) >= bound)
+    return int(counted) >= bound
+
+
+async def _ranked(
+    connection: AsyncConnection,
+    stmt: Select[Any],
+    conditions: Mapping[str, Any],
+    wanted: int,
+    reads: int,
+) -> tuple[list[MemoryItem], bool]:
+    """Rows of a ranking statement (with `distance`) until `wanted` pass the filter, and
+    whether the statement ran out of rows before its `reads` bound."""
+    if not conditions:
+        rows = (await connection.execute(stmt)).all()
+        return [_to_item(r, 1.0 - float(r.distance)) for r in rows], len(rows) < reads
+    taken: list[MemoryItem] = []
+    seen = 0
+    result = await connection.stream(stmt.execution_options(yield_per=256))
+    try:
+        async for row in result:
+            seen += 1
+            if _matches(row.value, conditions):
+                taken.append(_to_item(row, 1.0 - float(row.distance)))
+                if len(taken) == wanted:
+                    break
+    finally:
+        await result.close()
+    return taken, len(taken) < wanted and seen < reads
+
+
+async def _exact_scan(
+    connection: AsyncConnection,
+    store: vector_search.Storage,
+    where: Sequence[ColumnElement[bool]],
+    query_vector: Sequence[float],
+    model_id: str,
+    conditions: Mapping[str, Any],
+    wanted: int,
+    cap: int,
+) -> tuple[list[MemoryItem], bool]:
+    """The exact scan (no vector search in the database): the newest `cap` comparable rows
+    under the prefix scored with numpy, then the page's values read by primary key."""
+    comparable = _comparable(store, model_id, len(query_vector))
+    # Read as what the column holds: pgvector's type parses `vector(n)`, bytes stay bytes.
+    stored = type_coerce(_embedding(), vector_search.column_type(store))
+    columns: list[Any] = [col(StoreItem.namespace), col(StoreItem.key), stored]
     if conditions:
-        wanted = offset + limit
-        matched: list[MemoryItem] = []
-        ranked = sa_select(candidates).order_by(*best_first)
-        result = await connection.stream(ranked.execution_options(yield_per=256))
-        try:
-            async for row in result:
-                if _matches(row.value, conditions):
-                    matched.append(_to_item(row, row.score))
-                    if len(matched) == wanted:
-                        break
-        finally:
-            await result.close()
-        return matched[offset:]
-    page = (
-        sa_select(c["namespace"], c["key"], c["updated_at"], c["score"])
-        .order_by(*best_first)
-        .offset(offset)
-        .limit(limit)
-        .subquery("page")
+        columns.append(col(StoreItem.value))
+    # Core, not ORM: tens of thousands of plain tuples, no identity map.
+    candidates: Sequence[Any] = (
+        await connection.execute(
+            sa_select(*columns).where(*where, comparable).order_by(*_NEWEST_FIRST).limit(cap)
+        )
+    ).all()
+    exhausted = len(candidates) < cap
+    if conditions:
+        candidates = [row for row in candidates if _matches(row[3], conditions)]
+    scores = vector_search.exact_scores(query_vector, [row[2] for row in candidates])
+    ranked = sorted(
+        ((score, position) for position, score in enumerate(scores) if score is not None),
+        key=lambda s: -s[0],  # stable: ties stay newest first
+    )[:wanted]
+    if not ranked:
+        return [], exhausted
+    page = [(candidates[p][0], candidates[p][1], score) for score, p in ranked]
+    wanted_rows = or_(
+        *(and_(col(StoreItem.namespace) == ns, col(StoreItem.key) == key) for ns, key, _ in page)
     )
-    p = page.c
-    same_row = and_(
-        col(StoreItem.tenant_id) == tenant_id,
-        col(StoreItem.namespace) == p["namespace"],
-        col(StoreItem.key) == p["key"],
-    )
-    stmt = (
-        sa_select(col(StoreItem.namespace), col(StoreItem.key), col(StoreItem.updated_at), *values)
-        .add_columns(p["score"])
-        .join_from(page, StoreItem, same_row)
-        .order_by(p["score"].desc().nulls_last(), p["updated_at"].desc(), p["key"])
-    )
-    rows = (await connection.execute(stmt)).all()
-    return [_to_item(row, row.score) for row in rows]
+    rows_by_id = {
+        (r.namespace, r.key): r
+        for r in (await connection.execute(sa_select(*_ITEM_COLUMNS).where(where[0], wanted_rows)))
+    }
+    items = [
+        _to_item(rows_by_id[(ns, key)], score) for ns, key, score in page if (ns, key) in rows_by_id
+    ]
+    return items, exhausted and len(ranked) < wanted
 
 
 async def list_namespaces(

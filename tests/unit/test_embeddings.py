@@ -1,13 +1,14 @@
-"""The offline embedder and the packed-vector scoring behind semantic memory search."""
+"""The offline embedder and the exact scan's scoring behind semantic memory search."""
 
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
 
-from shared.memory import embeddings
-from shared.memory.embeddings import OfflineEmbedder, cosine_scores, pack, unpack
+from shared.memory.embeddings import OfflineEmbedder
+from shared.memory.vector_search import exact_scores
 
 
 class TestOfflineEmbedder:
@@ -36,31 +37,29 @@ class TestOfflineEmbedder:
             "I live in Lisbon with my family",
             "The servers crashed during the deploy",
         ]
-        packed = [pack(embedder.embed_one(d)) for d in docs]
-        scores = cosine_scores(embedder.embed_one(query), packed)
+        stored = [embedder.embed_one(d) for d in docs]
+        scores = exact_scores(embedder.embed_one(query), stored)
         best = max(range(len(docs)), key=lambda i: scores[i] or 0.0)
         assert best == expected
 
 
-class TestPacking:
-    """The compact stored form of a vector."""
+class TestExactScores:
+    """The exact scan's scoring of stored float32 vectors."""
 
-    def test_round_trip_is_close(self) -> None:
-        """Unpacking returns the vector within int8 quantisation error."""
-        vector = OfflineEmbedder(64).embed_one("round trip")
-        assert max(abs(a - b) for a, b in zip(vector, unpack(pack(vector), 64), strict=True)) < 0.01
-
-    def test_numpy_and_python_scores_agree(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The numpy path and the pure-Python fallback give the same scores; None stays None."""
+    def test_bytes_and_arrays_score_alike_and_others_are_none(self) -> None:
+        """float32 bytes (SQLite, bytea) and float lists score the same cosine; a missing vector
+        or one of another width scores None."""
         embedder = OfflineEmbedder(64)
-        packed: list[str | None] = [pack(embedder.embed_one(f"text {n}")) for n in range(20)]
-        packed.append(None)
-        packed.append(pack(OfflineEmbedder(32).embed_one("other size")))
+        vectors = [embedder.embed_one(f"text {n}") for n in range(20)]
+        as_bytes: list[object] = [struct.pack("<64f", *v) for v in vectors]
         query = embedder.embed_one("text 3")
-        fast = cosine_scores(query, packed)
-        monkeypatch.setattr(embeddings, "_np", None)
-        slow = cosine_scores(query, packed)
-        assert fast[-2:] == [None, None] and slow[-2:] == [None, None]
-        for a, b in zip(fast[:-2], slow[:-2], strict=True):
-            assert a is not None and b is not None and math.isclose(a, b, abs_tol=1e-5)
-        assert max(range(20), key=lambda i: fast[i] or 0.0) == 3
+        from_bytes = exact_scores(query, [*as_bytes, None, OfflineEmbedder(32).embed_one("x")])
+        from_lists = exact_scores(query, vectors)
+        assert from_bytes[-2:] == [None, None]
+        for a, b, v in zip(from_bytes, from_lists, vectors, strict=False):
+            expected = sum(x * y for x, y in zip(query, v, strict=True))
+            assert a is not None and b is not None
+            assert math.isclose(a, expected, abs_tol=1e-5) and math.isclose(
+                b, expected, abs_tol=1e-5
+            )
+        assert max(range(20), key=lambda i: from_bytes[i] or 0.0) == 3

@@ -89,8 +89,8 @@ resource developerAdmin 'Microsoft.DBforPostgreSQL/flexibleServers/administrator
 }
 
 // pgvector: a database may only CREATE EXTENSION what the `azure.extensions` server parameter
-// allow-lists (the in-database name is `vector`). With it, the migrate job's revision 0011 adds
-// store_items.embedding_vec and memory search ranks inside Postgres; without it, in Python.
+// allow-lists (the in-database name is `vector`). With it, the migrate job's revision 0016 makes
+// store_items.embedding a pgvector column with an HNSW index; without it, search is the exact scan.
 // Written after the administrators: the server rejects concurrent changes (ServerIsBusy).
 resource extensions 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2024-08-01' = {
   parent: server
