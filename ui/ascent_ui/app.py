@@ -300,19 +300,16 @@ def _describe(review: Json) -> str:
 
 
 def _decision_actions(review_id: str) -> list[cl.Action]:
+    # Stable ids (`approve-<review id>`) let both buttons be removed once either is used.
     return [
         cl.Action(
+            id=f"{decision}-{review_id}",
             name="decide",
-            payload={"review_id": review_id, "decision": "approve"},
-            label="Approve",
-            icon="check",
-        ),
-        cl.Action(
-            name="decide",
-            payload={"review_id": review_id, "decision": "reject"},
-            label="Reject",
-            icon="x",
-        ),
+            payload={"review_id": review_id, "decision": decision},
+            label=decision.capitalize(),
+            icon="check" if decision == "approve" else "x",
+        )
+        for decision in ("approve", "reject")
     ]
 
 
@@ -346,7 +343,9 @@ async def decide(action: cl.Action) -> None:
     except ApiError as exc:
         await _show_error(exc)
         return
-    await action.remove()
+    for button in _decision_actions(str(action.payload["review_id"])):
+        button.forId = action.forId
+        await button.remove()
     rid = str(action.payload["review_id"])[:8]
     verb = "Approved" if decision == "approve" else "Rejected"
     await cl.Message(content=f"{verb} review `{rid}`.").send()
