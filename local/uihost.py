@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from local.devhost_process import ROOT, free_port
+from local.devhost_process import ROOT, SETTINGS_ENV, free_port
 
 UI_DIR = ROOT / "ui"
 UI_PYTHON = UI_DIR / ".venv" / "bin" / "python"
@@ -73,7 +73,9 @@ def spawn_ui(
     if not UI_PYTHON.exists():
         raise RuntimeError("ui/.venv is missing: run `make ui-install` (make dev and test do)")
     port = port or free_port()
-    child_env = dict(os.environ)
+    # The API's settings stay with the API. DATABASE_URL above all: Chainlit would take it as
+    # its own data layer's database, and the UI keeps no state.
+    child_env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
     child_env.update(
         ASCENT_API_URL=api_url,
         CHAINLIT_AUTH_SECRET=os.environ.get("CHAINLIT_AUTH_SECRET") or auth_secret(data_dir),

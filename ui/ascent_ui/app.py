@@ -14,6 +14,7 @@ from typing import Any
 
 import chainlit as cl
 import chainlit.oauth_providers as oauth_providers
+from chainlit.input_widget import Select
 
 from ascent_ui.client import ApiError, AscentClient, Json, StreamCursor
 from ascent_ui.events import (
@@ -32,7 +33,7 @@ from ascent_ui.session import UiSettings, seal, unseal
 from ascent_ui.usage_plot import cost_table, svg
 
 SETTINGS = UiSettings.from_env()
-INBOX_SUFFIX = "(assistant)"
+ASSISTANT_SUFFIX = "(assistant)"
 # How often a chat waiting on a decision made elsewhere (the inbox, another reviewer) looks.
 WATCH_SECONDS = 1.0
 
@@ -94,83 +95,79 @@ else:
         return default_user
 
 
-# --- agents as chat profiles -------------------------------------------------------------------
+# --- the agent to chat with: a chat setting ---------------------------------------------------
+# A chat setting rather than Chainlit chat profiles: a profile change restarts the session in
+# the browser, which loses a message typed meanwhile; a setting changes only the next run.
 
 
-@cl.set_chat_profiles
-async def chat_profiles(user: cl.User | None) -> list[cl.ChatProfile]:
-    """One profile per agent, and per assistant the tenant created."""
-    client = _client(user)
-    if client is None:
-        return []
-    async with client:
-        try:
-            agents = await client.agents()
-            assistants = await client.assistants()
-        except ApiError:
-            return [cl.ChatProfile(name="triage", markdown_description="The front desk agent.")]
-    profiles = [
-        cl.ChatProfile(name=a["name"], markdown_description=a.get("description") or a["name"])
-        for a in agents
-    ]
-    for a in assistants:
-        if (a.get("metadata") or {}).get("created_by") != "system":
-            profiles.append(
-                cl.ChatProfile(
-                    name=f"{a['name']} {INBOX_SUFFIX}",
-                    markdown_description=a.get("description") or f"assistant of {a['graph_id']}",
-                )
-            )
-    return profiles
-
-
-async def _agent_id(client: AscentClient) -> str:
-    """The agent or assistant id of the chosen profile."""
-    profile = cl.user_session.get("chat_profile") or "triage"
-    if not str(profile).endswith(INBOX_SUFFIX):
-        return str(profile)
-    name = str(profile).removesuffix(INBOX_SUFFIX).strip()
+async def _choices(client: AscentClient) -> dict[str, str]:
+    """Label → agent or assistant id: every agent, and each assistant the tenant created."""
+    choices = {a["name"]: a["name"] for a in await client.agents()}
     for a in await client.assistants():
-        if a["name"] == name:
-            return str(a["assistant_id"])
-    return name
-
-
-MENU = [
-    cl.Action(name="inbox", payload={}, label="Reviewer inbox", icon="inbox"),
-    cl.Action(name="usage", payload={}, label="Usage", icon="chart-bar"),
-    cl.Action(name="conversations", payload={}, label="Conversations", icon="history"),
-]
+        if (a.get("metadata") or {}).get("created_by") != "system":
+            choices[f"{a['name']} {ASSISTANT_SUFFIX}"] = str(a["assistant_id"])
+    return choices
 
 
 @cl.on_chat_start
 async def start() -> None:
-    """Greet with the agent's name and the menu."""
-    client = _client(cl.user_session.get("user"))
-    if client is None:
-        await cl.Message(content="Your session has no credential: sign in again.").send()
+    """Offer the agents and assistants in the chat settings (triage by default)."""
+    try:
+        choices = await _choices(_session_client())
+    except ApiError as exc:
+        await _show_error(exc)
         return
-    cl.user_session.set("client", client)
-    profile = cl.user_session.get("chat_profile") or "triage"
-    await cl.Message(
-        content=f"Chatting with **{profile}**. Type a message, or open the inbox, usage, "
-        "or an earlier conversation (also `/inbox [agent]`, `/usage`, `/threads`).",
-        actions=MENU,
+    cl.user_session.set("choices", choices)
+    cl.user_session.set("agent_id", "triage" if "triage" in choices else next(iter(choices), ""))
+    await cl.ChatSettings(
+        [
+            Select(
+                id="agent",
+                label="Agent or assistant",
+                values=list(choices),
+                initial_value="triage" if "triage" in choices else None,
+            )
+        ]
     ).send()
+
+
+@cl.on_settings_update
+async def settings_update(settings: dict[str, Any]) -> None:
+    """Later turns go to the chosen agent (on the same thread: handoff-style continuity)."""
+    choices: dict[str, str] = cl.user_session.get("choices") or {}
+    label = str(settings.get("agent") or "")
+    if label in choices:
+        cl.user_session.set("agent_id", choices[label])
+        await cl.Message(content=f"Now chatting with **{label}**.").send()
+
+
+@cl.set_starters
+async def starters(_user: cl.User | None) -> list[cl.Starter]:
+    """The welcome screen's buttons: the inbox, usage, earlier conversations."""
+    return [
+        cl.Starter(label="Reviewer inbox", message="/inbox"),
+        cl.Starter(label="Usage", message="/usage"),
+        cl.Starter(label="Conversations", message="/threads"),
+    ]
 
 
 @cl.on_chat_end
 async def end() -> None:
-    """Close the session's HTTP client."""
+    """Close the session's HTTP client (a restored session makes a new one when it needs it)."""
     client: AscentClient | None = cl.user_session.get("client")
+    cl.user_session.set("client", None)
     if client is not None:
         await client.aclose()
 
 
 def _session_client() -> AscentClient:
+    """The session's API client, made from the signed-in user's sealed credential."""
     client: AscentClient | None = cl.user_session.get("client")
     if client is None:
-        raise ApiError(401, "You are not signed in: sign in again.")
+        client = _client(cl.user_session.get("user"))
+        if client is None:
+            raise ApiError(401, "Your session has no credential: sign in again.")
+        cl.user_session.set("client", client)
     return client
 
 
@@ -202,7 +199,7 @@ async def turn(text: str) -> None:
     """One user turn: a background run on the thread, followed by its stream."""
     client = _session_client()
     thread_id: str | None = cl.user_session.get("thread_id")
-    agent_id = await _agent_id(client)
+    agent_id = str(cl.user_session.get("agent_id") or "triage")
     if thread_id is None:
         thread_id = await client.create_thread({"title": text[:80], "agent": agent_id})
         cl.user_session.set("thread_id", thread_id)
