@@ -26,6 +26,7 @@ from functions import (
     runs_queue,
     store_http,
     threads_http,
+    usage_http,
 )
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
@@ -46,5 +47,6 @@ app.register_functions(events_http.bp)
 app.register_functions(runs_queue.bp)
 app.register_functions(reviews_http.bp)
 app.register_functions(mcp_http.bp)
+app.register_functions(usage_http.bp)
 # Last: the catch-all answers what no route above serves (problem+json 404/405, CORS preflight).
 app.register_functions(fallback_http.blueprint_for(app))

@@ -20,16 +20,33 @@ def main(argv: list[str] | None = None) -> int:
         for job in JOBS.values():
             print(f"{job.name}\t{job.schedule or 'manual'}\t{job.description}")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Function-local: only a job run needs telemetry, not `--list`.
+    from aca_jobs import steps
+    from shared.core.settings import get_settings
+    from shared.core.telemetry import setup_logging
+    from shared.platform import observability
+
+    setup_logging(logging.INFO, json_lines=get_settings().log_format == "json")
     log = logging.getLogger("aca_jobs")
     started = time.monotonic()
+    steps.ROWS.clear()
     log.info("job %s started", args.name)
-    try:
-        code = JOBS[args.name].load()()
-    except Exception:
-        log.exception("job %s failed", args.name)
-        code = 1
-    log.info("job %s ended with %d in %.2fs", args.name, code, time.monotonic() - started)
+    # Each job run is a trace of its own (runs a cron enqueues are its children), and its
+    # outcome, duration and rows are metrics, so a stuck or failing job shows up.
+    with observability.span(f"job {args.name}", attributes={"ascent.job.name": args.name}) as span:
+        try:
+            code = JOBS[args.name].load()()
+        except Exception:
+            log.exception("job %s failed", args.name)
+            code = 1
+        rows = steps.ROWS[-1] if steps.ROWS else None
+        span.set_attribute("ascent.job.exit_code", code)
+        if rows is not None:
+            span.set_attribute("ascent.job.rows", rows)
+    seconds = time.monotonic() - started
+    observability.job_ended(args.name, ok=code == 0, seconds=seconds, rows=rows)
+    observability.shutdown()  # flush: the process exits now
+    log.info("job %s ended with %d in %.2fs", args.name, code, seconds)
     return code
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aca_jobs.steps import handled
 from shared.db.direct import aclose_direct
 from shared.db.engine import get_engine
 from shared.outbox.drain import drain
@@ -31,6 +32,7 @@ def main() -> int:
             await aclose_direct()
 
     report = asyncio.run(run())
+    handled(report.published + report.webhooks_delivered)
     log.info(
         "published %d (%d failed), webhooks delivered %d (%d failed)",
         report.published,

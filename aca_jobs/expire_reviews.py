@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aca_jobs.steps import handled
 from shared.db.direct import aclose_direct
 from shared.db.engine import get_engine
 from shared.runs.reviews import expire_due_reviews
@@ -28,5 +29,7 @@ def main() -> int:
             await get_engine().dispose()
             await aclose_direct()
 
-    log.info("expired %d reviews", asyncio.run(run()))
+    expired = asyncio.run(run())
+    handled(expired)
+    log.info("expired %d reviews", expired)
     return 0

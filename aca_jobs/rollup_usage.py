@@ -10,12 +10,10 @@ the model's price per 1k tokens (shared/runs/usage.py, ASCENT_MODEL_PRICES).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -25,12 +23,11 @@ from aca_jobs.steps import run_job, step_done
 from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.jobs_models import UsageDaily
-from shared.db.models import Run, Tenant, utcnow
-from shared.runs.usage import current_model, price_of
+from shared.db.models import Tenant, utcnow
+from shared.runs.usage import COUNTERS, UsageKey, count_runs, current_model, price_of
 
 NAME = "rollup_usage"
 SCHEDULE = "5 * * * *"
-_COUNTERS = ("runs", "requests", "input_tokens", "output_tokens", "total_tokens")
 
 
 def _aware(moment: datetime) -> datetime:
@@ -53,9 +50,11 @@ async def _upsert(db: AsyncSession, rows: list[dict[str, Any]]) -> None:
     dialect = (await db.connection()).dialect.name
     table: Any = UsageDaily.__table__  # type: ignore[attr-defined]
     stmt: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(rows)
-    updated = {c: stmt.excluded[c] for c in ("model", *_COUNTERS, "cost_usd", "updated_at")}
+    updated = {c: stmt.excluded[c] for c in ("model", *COUNTERS, "cost_usd", "updated_at")}
     await db.exec(
-        stmt.on_conflict_do_update(index_elements=["tenant_id", "day", "agent"], set_=updated)
+        stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "day", "agent", "assistant_id"], set_=updated
+        )
     )
 
 
@@ -64,62 +63,39 @@ async def rollup_tenant(tenant_id: str, *, now: datetime, days: int) -> int:
     start, end, labels = window(now, days)
     model = current_model()
     price = price_of(model)
-    totals: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTERS, 0))
     async with db_session() as db:
-        connection = await db.connection()
-        runs = (
-            await connection.execute(
-                sa_select(
-                    col(Run.agent),
-                    col(Run.created_at),
-                    col(Run.requests),
-                    col(Run.input_tokens),
-                    col(Run.output_tokens),
-                    col(Run.total_tokens),
-                ).where(
-                    col(Run.tenant_id) == tenant_id,
-                    col(Run.created_at) >= start,
-                    col(Run.created_at) < end,
-                )
-            )
-        ).all()
-        for agent, created, requests, input_tokens, output_tokens, total_tokens in runs:
-            day = _aware(created).astimezone(UTC).date().isoformat()
-            row = totals[(day, agent)]
-            row["runs"] += 1
-            row["requests"] += requests
-            row["input_tokens"] += input_tokens
-            row["output_tokens"] += output_tokens
-            row["total_tokens"] += total_tokens
+        totals = await count_runs(await db.connection(), tenant_id, start, end)
         stamp = utcnow()
         rows = [
             {
                 "tenant_id": tenant_id,
-                "day": day,
-                "agent": agent,
+                "day": key.day,
+                "agent": key.agent,
+                "assistant_id": key.assistant_id,
                 "model": model,
                 **counts,
                 "cost_usd": round(price.cost(counts["input_tokens"], counts["output_tokens"]), 6),
                 "updated_at": stamp,
             }
-            for (day, agent), counts in sorted(totals.items())
+            for key, counts in sorted(totals.items())
         ]
         await _upsert(db, rows)
         # Days of the window whose agents no longer have runs (e.g. deleted) lose their rows.
         existing = (
             await db.exec(
-                select(UsageDaily.day, UsageDaily.agent).where(
+                select(UsageDaily.day, UsageDaily.agent, UsageDaily.assistant_id).where(
                     col(UsageDaily.tenant_id) == tenant_id, col(UsageDaily.day).in_(labels)
                 )
             )
         ).all()
-        for day, agent in existing:
-            if (day, agent) not in totals:
+        for day, agent, assistant_id in existing:
+            if UsageKey(day, agent, assistant_id) not in totals:
                 await db.exec(
                     delete(UsageDaily).where(
                         col(UsageDaily.tenant_id) == tenant_id,
                         col(UsageDaily.day) == day,
                         col(UsageDaily.agent) == agent,
+                        col(UsageDaily.assistant_id) == assistant_id,
                     )
                 )
         await db.commit()

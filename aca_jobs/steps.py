@@ -28,6 +28,15 @@ STEP_PAUSE_ENV = "ASCENT_JOB_STEP_PAUSE"
 _PAUSE_POLL_SECONDS = 0.05
 
 
+# What the job's body returned, when a count (read by `python -m aca_jobs` for its metrics).
+ROWS: list[int] = []
+
+
+def handled(count: int) -> None:
+    """Report how many rows or items this job run handled (its `ascent.job.rows` metric)."""
+    ROWS.append(count)
+
+
 def run_job(body: Callable[[], Awaitable[object]]) -> int:
     """Run a job's async body to completion in a fresh event loop; exit code 0 when it returns.
 
@@ -36,7 +45,9 @@ def run_job(body: Callable[[], Awaitable[object]]) -> int:
 
     async def main() -> None:
         try:
-            await body()
+            result = await body()
+            if isinstance(result, int) and not isinstance(result, bool):
+                ROWS.append(result)  # the rows or items the job handled (its metric)
         finally:
             await get_engine().dispose()
             await aclose_direct()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aca_jobs.steps import handled
 from shared.db.direct import aclose_direct
 from shared.db.engine import get_engine
 from shared.platform.queues import close_queue_backend
@@ -49,6 +50,7 @@ def main() -> int:
             await aclose_direct()
 
     report = asyncio.run(run())
+    handled(len(report.expired) + len(report.ended) + len(report.stale_pending))
     log.info(
         "re-enqueued %d run(s) with a lapsed lease, ended %d whose client went with their "
         "executor, re-enqueued %d stale pending run(s)",

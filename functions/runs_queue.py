@@ -29,7 +29,7 @@ POISONED = f"the run's message failed repeatedly and was moved to {poison_queue_
 async def agent_runs(msg: func.QueueMessage) -> None:
     """Execute the run a message names (a duplicate or finished run is acknowledged)."""
     job = parse_run_message(msg.get_body())
-    await execute_message(job.run_id, job.tenant_id)
+    await execute_message(job.run_id, job.tenant_id, job.traceparent)
 
 
 @bp.function_name("agent_runs_poison")

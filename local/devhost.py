@@ -32,11 +32,12 @@ from starlette.routing import Route
 
 from shared.api.openapi import app_functions
 from shared.core.settings import Settings, get_settings
-from shared.core.telemetry import install_redaction
+from shared.core.telemetry import setup_logging
 from shared.db import repo
 from shared.db.direct import aclose_direct
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
+from shared.platform import observability
 from shared.platform.llm import aclose_model_clients
 from shared.platform.notify import close_notifier
 from shared.platform.queues import close_queue_backend
@@ -203,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         "--no-jobs", action="store_true", help="do not run the scheduled jobs on their crons"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    install_redaction()
-
     settings = get_settings()
+    # Redacted, enriched lines (tenant, run, thread and trace ids); JSON with ASCENT_LOG_FORMAT.
+    setup_logging(args.log_level.upper(), json_lines=settings.log_format == "json")
+
     key = asyncio.run(prepare(settings, run_migrations=not args.no_migrate))
     asgi = build_asgi(queues=not args.no_queues and settings.queue_backend != "inline")
     base = f"http://{args.host}:{args.port}/{read_route_prefix()}".rstrip("/")
@@ -232,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if scheduler is not None:
             scheduler.stop()
+        observability.shutdown()  # flush the spans still batched
     return 0
 
 

@@ -34,8 +34,10 @@ param modelName string = 'gpt-4.1-mini'
 param azureOpenAiModelVersion string = '2025-04-14'
 @description('OPENAI_BASE_URL for MODEL_PROVIDER=compatible (or a proxy for openai); empty otherwise.')
 param openAiBaseUrl string = ''
-@description('ASCENT_TRACE_EXPORT: export traces to OpenAI (only ever with MODEL_PROVIDER=openai and a key).')
-param traceExport bool = true
+@description('ASCENT_TRACE_EXPORT: also send the Agents SDK traces to OpenAI (only ever with MODEL_PROVIDER=openai and a key).')
+param traceExport bool = false
+@description('OTEL_EXPORTER_OTLP_ENDPOINT: an OTLP/HTTP collector that gets the traces too (Azure Monitor always does); empty = none.')
+param otlpEndpoint string = ''
 @allowed(['sql', 'redis', 'upstash', 'dapr'])
 @description('SESSION_BACKEND of the function app: dapr = the sidecar state store on Azure Managed Redis. Jobs have no sidecar and use sql.')
 param sessionBackend string = 'dapr'
@@ -239,6 +241,13 @@ var sharedEnv = [
   { name: 'AZURE_OPENAI_ENDPOINT', value: azureOpenAiEndpoint }
   { name: 'AZURE_CLIENT_ID', value: identity.outputs.clientId }
   { name: 'ASCENT_TRACE_EXPORT', value: string(traceExport) }
+  // OpenTelemetry (shared/platform/observability.py): Azure Monitor with the managed identity;
+  // the Functions host reads the same connection string for its own telemetry.
+  { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: monitoring.outputs.applicationInsightsConnectionString }
+  { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: otlpEndpoint }
+  { name: 'OTEL_METRICS_EXPORTER', value: 'otlp' }
+  // One JSON object per log line of the jobs (with tenant, run, thread and trace ids).
+  { name: 'ASCENT_LOG_FORMAT', value: 'json' }
   // Azure Managed Redis accepts Entra tokens only, which the code's Redis client cannot send yet:
   // left empty, the code uses its in-process fallbacks; Dapr reaches the same Redis with Entra ID.
   { name: 'REDIS_URL', value: '' }
@@ -282,7 +291,6 @@ module functions 'app/functions.bicep' = {
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     storageAccountName: storage.outputs.name
-    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     env: appEnv
     secrets: secretRefs
     daprAppId: daprAppId

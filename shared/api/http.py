@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from shared.core.errors import (
 )
 from shared.core.settings import get_settings
 from shared.core.telemetry import install_redaction
+from shared.platform import observability
 from shared.security.auth import Principal
 
 log = logging.getLogger(__name__)
@@ -54,17 +56,39 @@ def problem_from(error: AscentError) -> JSONResponse:
 def api(handler: Handler) -> Handler:
     """Wrap an HTTP function so every failure becomes problem+json and none leaks internals."""
 
+    route = handler.__name__
+
     @functools.wraps(handler)
     async def wrapper(req: Request) -> Response:
         install_redaction()  # idempotent; lazily on the first request, never at import
-        try:
-            response = await handler(req)
-        except AscentError as error:
-            response = problem_from(error)
-        except Exception:
-            log.exception("unhandled error in %s", handler.__name__)
-            response = problem(500, "internal", "Internal error", "The server failed; try again.")
+        started = time.perf_counter()
+        # The request span: a child of the caller's `traceparent`, the parent of the run.
+        parent = observability.extract(req.headers) if observability.active() else None
+        with (
+            observability.route_scope(route),
+            observability.span(
+                f"{req.method} {route}",
+                kind=observability.SpanKind.SERVER,
+                parent=parent,
+                attributes={"http.request.method": req.method, "http.route": route},
+            ) as current,
+        ):
+            try:
+                response = await handler(req)
+            except AscentError as error:
+                response = problem_from(error)
+            except Exception:
+                log.exception("unhandled error in %s", handler.__name__)
+                response = problem(
+                    500, "internal", "Internal error", "The server failed; try again."
+                )
+            current.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                current.set_status(observability.Status(observability.StatusCode.ERROR))
         response.headers.update(cors.response_headers(req.headers.get("origin")))
+        observability.http_request(
+            req.method, route, response.status_code, time.perf_counter() - started
+        )
         return response
 
     return wrapper

@@ -98,6 +98,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import col, select
 
 from shared.agents import CATALOG, configured
+from shared.api import sse
 from shared.api.openai_errors import error_body, status_of
 from shared.api.responses import check_parameters
 from shared.api.simple import raise_for_failure
@@ -544,17 +545,6 @@ def _tool_call(call: Json) -> ChatCompletionMessageFunctionToolCall:
     )
 
 
-def _sse(payload: BaseModel | dict[str, Any] | str) -> bytes:
-    if isinstance(payload, BaseModel):
-        # Dumped by the `openai` type itself; `ascent` rides along on the last chunk only.
-        data = payload.model_dump_json()
-    elif isinstance(payload, dict):
-        data = json.dumps(payload, separators=(",", ":"))
-    else:
-        data = payload
-    return f"data: {data}\n\n".encode()
-
-
 async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) -> Response:
     """SSE chunks of the run's text deltas, as the engine emits them on this instance."""
     run = handle.run
@@ -580,7 +570,7 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
     chunk_id = f"chatcmpl-{run.id}"
 
     def chunk(delta: ChoiceDelta) -> bytes:
-        return _sse(
+        return sse.encode(
             ChatCompletionChunk(
                 id=chunk_id,
                 object="chat.completion.chunk",
@@ -599,7 +589,7 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
             if not ended:
                 async for row in events:
                     if row is None:
-                        yield b": keepalive\n\n"
+                        yield sse.KEEPALIVE
                         continue
                     token = token_of(row[1], row[2])
                     if token is not None:
@@ -612,7 +602,7 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
                 try:
                     raise_for_failure(outcome)
                 except AscentError as error:
-                    yield _sse(error_body(status_of(error), error.detail, error.code))
+                    yield sse.encode(error_body(status_of(error), error.detail, error.code))
                 return
             if outcome.paused:
                 yield chunk(ChoiceDelta(content=pending_review_text(outcome)))
@@ -643,9 +633,9 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
                 ],
                 ascent=extension(outcome),
             )
-            yield _sse(final)
+            yield sse.encode(final)
             if body.stream_options is not None and body.stream_options.include_usage:
-                yield _sse(
+                yield sse.encode(
                     ChatCompletionChunk(
                         id=chunk_id,
                         object="chat.completion.chunk",
@@ -655,7 +645,7 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
                         usage=_usage(outcome.usage),
                     )
                 )
-            yield _sse("[DONE]")
+            yield sse.DONE
         finally:
             if not finished:
                 # The client went away: stop the run (from a task of its own: this one may not
@@ -664,7 +654,7 @@ async def _stream_response(handle: service.Handle, body: ChatCompletionRequest) 
 
     return StreamingResponse(
         stream(),
-        media_type="text/event-stream",
+        media_type=sse.MEDIA_TYPE,
         headers={
             **_headers(None if run.on_completion == "delete" else run.thread_id, run.id),
             "Cache-Control": "no-cache",

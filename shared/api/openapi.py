@@ -80,6 +80,8 @@ class Operation:
     headers: Mapping[str, str] = field(default_factory=dict)
     response_headers: Mapping[str, str] = field(default_factory=dict)
     responses: Mapping[int, tuple[str, Body | None]] = field(default_factory=dict)
+    # Other media types of the success answer, by media type: their JSON Schemas.
+    alternatives: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Left out of the document (the catch-all route: it serves no path of its own).
     hidden: bool = False
     openai_errors: bool = False
@@ -101,6 +103,7 @@ def documented(
     headers: Mapping[str, str] | None = None,
     response_headers: Mapping[str, str] | None = None,
     responses: Mapping[int, tuple[str, Body | None]] | None = None,
+    alternatives: Mapping[str, Mapping[str, Any]] | None = None,
     hidden: bool = False,
     openai_errors: bool = False,
 ) -> Callable[[F], F]:
@@ -111,7 +114,7 @@ def documented(
     `text/event-stream` 200 (alone when there is no `response` model); `responses` documents
     extra non-problem answers as `{status: (description, body)}` (body None: no content);
     `path_params` gives JSON Schemas for route values (default: string); `headers` optional
-    request headers;
+    request headers; `alternatives` other media types of the success answer (e.g. CSV);
     `openai_errors` documents errors in OpenAI's shape (the `/v1/*` handlers).
     """
     operation = Operation(
@@ -129,6 +132,7 @@ def documented(
         headers=dict(headers or {}),
         response_headers=dict(response_headers or {}),
         responses=dict(responses or {}),
+        alternatives=dict(alternatives or {}),
         hidden=hidden,
         openai_errors=openai_errors,
     )
@@ -308,6 +312,8 @@ def _responses(op: Operation, method: str, schemas: _Schemas) -> dict[str, Any]:
     content: dict[str, Any] = {}
     if op.response is not None:
         content["application/json"] = {"schema": schemas.ref(op.response, "serialization")}
+    for media, schema in op.alternatives.items():
+        content[media] = {"schema": dict(schema)}
     if op.streaming:
         content[SSE] = {
             "schema": {"type": "string", "description": "Server-sent events (`data: ...`)."}

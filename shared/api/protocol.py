@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from shared.agents import CATALOG, AgentSpec, configured
+from shared.api import sse
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
 from shared.db import direct, repo
@@ -57,8 +58,6 @@ from shared.runs.messages import (
     ALL_MODES,
     STREAM_MODES,
     selected_events,
-    sse,
-    sse_named,
     to_messages,
 )
 from shared.runs.records import NewRun
@@ -946,13 +945,13 @@ async def stream_run(
     try:
         async for row in follow(tenant_id=principal.tenant_id, run_id=run.id, after=after):
             if row is None:
-                yield b": keepalive\n\n"
+                yield sse.KEEPALIVE
                 continue
             seq, event, data = row
             if event == "end":
                 ended = True
             if event in wanted:
-                yield sse(seq, event, data)
+                yield sse.encode(data, event=event, id=str(seq))
         ended = True
     finally:
         if not ended and cancel_on_disconnect:
@@ -1008,11 +1007,11 @@ async def stream_thread(
         wanted = selected_events(modes or run.stream_mode or list(ALL_MODES))
         async for row in follow(tenant_id=principal.tenant_id, run_id=run.id, after=after):
             if row is None:
-                yield b": keepalive\n\n"
+                yield sse.KEEPALIVE
                 continue
             seq, event, data = row
             if event in wanted:
-                yield sse_named(f"{run.id}/{seq}", event, data)
+                yield sse.encode(data, event=event, id=f"{run.id}/{seq}")
         done.add(run.id)
         last = None
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from shared.api import sse
 from shared.core.errors import ValidationFailed
 from shared.db.models import Run
 from shared.db.views import public_thread_id
@@ -62,13 +63,13 @@ def run_paths(run: Run) -> dict[str, str]:
 def sse_response(run: Run, events: AsyncIterator[bytes]) -> StreamingResponse:
     """A text/event-stream response whose Location lets clients reconnect with Last-Event-ID."""
     return StreamingResponse(
-        events, media_type="text/event-stream", headers={**SSE_HEADERS, **run_paths(run)}
+        events, media_type=sse.MEDIA_TYPE, headers={**SSE_HEADERS, **run_paths(run)}
     )
 
 
 def thread_sse_response(events: AsyncIterator[bytes]) -> StreamingResponse:
     """A text/event-stream response of a thread's runs (ids `<run id>/<seq>`)."""
-    return StreamingResponse(events, media_type="text/event-stream", headers=dict(SSE_HEADERS))
+    return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=dict(SSE_HEADERS))
 
 
 async def client_gone(req: Request) -> None:

@@ -106,7 +106,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 from sqlmodel import col, select
 
 from shared.agents import configured
-from shared.api import protocol
+from shared.api import protocol, sse
 from shared.api.simple import raise_for_failure
 from shared.core.errors import Conflict, NotFound, ValidationFailed
 from shared.core.settings import get_settings
@@ -713,12 +713,8 @@ class _Events:
     def __call__(self, event: type[BaseModel], **fields: Any) -> bytes:
         made = event(sequence_number=self.seq, **fields)
         self.seq += 1
-        return sse_of(cast(ResponseStreamEvent, made))
-
-
-def sse_of(event: ResponseStreamEvent) -> bytes:
-    """One Responses stream event as a server-sent event (`event:` is its type)."""
-    return f"event: {event.type}\ndata: {event.model_dump_json()}\n\n".encode()
+        framed = cast(ResponseStreamEvent, made)
+        return sse.encode(framed, event=framed.type)
 
 
 def _streaming(
@@ -726,7 +722,7 @@ def _streaming(
 ) -> StreamingResponse:
     return StreamingResponse(
         stream_events(principal, run, after=after, cancel_on_disconnect=cancel_on_disconnect),
-        media_type="text/event-stream",
+        media_type=sse.MEDIA_TYPE,
         headers={"Cache-Control": "no-cache"},
     )
 
@@ -746,7 +742,7 @@ async def stream_events(
         yield emit(ResponseInProgressEvent, type="response.in_progress", response=start)
         async for row in follow(tenant_id=principal.tenant_id, run_id=run.id, after=after):
             if row is None:
-                yield b": keepalive\n\n"
+                yield sse.KEEPALIVE
                 continue
             token = token_of(row[1], row[2])
             if token is not None:

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from shared.api import protocol, thread_state
+from shared.api import protocol, sse, thread_state
 from shared.core.errors import AscentError
 from shared.core.settings import get_settings
 from shared.db import direct, repo
@@ -53,7 +53,6 @@ from shared.db.engine import db_session
 from shared.db.models import Run, RunEvent, Thread
 from shared.db.views import aware
 from shared.platform.notify import get_notifier
-from shared.runs.messages import sse_named
 from shared.runs.records import EventRow, thread_runs_topic
 from shared.runs.watch import PAGE, follow, read_events, wake_timeout
 from shared.security import thread_access
@@ -261,7 +260,7 @@ def _frame(run_id: str, seq: int, method: str, data: Any) -> bytes:
         "method": method,
         "params": {"namespace": [], "timestamp": int(time.time() * 1000), "data": data},
     }
-    return sse_named(event_id, method, event)
+    return sse.encode(event, event=method, id=event_id)
 
 
 async def open_stream(
@@ -279,12 +278,12 @@ async def open_stream(
         thread = await _find(principal, given)
         while thread is None:
             if not await wakes.wait(pause):
-                yield b": keepalive\n\n"
+                yield sse.KEEPALIVE
             thread = await _find(principal, given)
         if not _namespace_ok(request):
             while True:  # nothing here can match: stay subscribed, quietly
                 await wakes.wait(wake_timeout())
-                yield b": keepalive\n\n"
+                yield sse.KEEPALIVE
         channels = request.channels
         since = request.since
         if since is None and "values" in channels:
@@ -310,7 +309,7 @@ async def open_stream(
             ]
             if not todo:
                 if not await wakes.wait(pause):
-                    yield b": keepalive\n\n"
+                    yield sse.KEEPALIVE
                 continue
             for run in todo:
                 base = offsets[run.id]
@@ -321,7 +320,7 @@ async def open_stream(
                 translator = _Translator(run.agent)
                 async for row in _rows(principal, run, start):
                     if row is None:
-                        yield b": keepalive\n\n"
+                        yield sse.KEEPALIVE
                         continue
                     stored_seq, name, data = row
                     if stored_seq <= streamed.get(run.id, 0):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING
 
+from shared.core.services import service
 from shared.core.settings import get_settings
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 
 
-@cache
+@service("credential")
 def sync_credential() -> TokenCredential:
     """The process-wide synchronous credential (tokens are cached and refreshed by it)."""
     from azure.identity import (
@@ -30,7 +30,7 @@ def sync_credential() -> TokenCredential:
     )
 
 
-@cache
+@service("async_credential")
 def async_credential() -> AsyncTokenCredential:
     """The process-wide asynchronous credential, for async SDK clients (Azure OpenAI)."""
     from azure.identity.aio import (

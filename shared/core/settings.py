@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.core.services import service
 
 ModelProviderName = Literal["offline", "openai", "azure", "compatible"]
 
@@ -34,7 +35,33 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
     azure_openai_endpoint: str | None = Field(None, alias="AZURE_OPENAI_ENDPOINT")
     azure_client_id: str | None = Field(None, alias="AZURE_CLIENT_ID")
-    trace_export: bool = Field(True, alias="ASCENT_TRACE_EXPORT")
+    # The Agents SDK's own exporter to the OpenAI traces dashboard: off unless this is set AND
+    # MODEL_PROVIDER=openai with a real key (issue 16: nothing leaves the process unasked).
+    trace_export: bool = Field(False, alias="ASCENT_TRACE_EXPORT")
+
+    # --- observability (issue 16, shared/platform/observability.py) ---------------------------
+    # Azure Monitor: set by Bicep; the distro authenticates with the managed identity
+    # (AZURE_CLIENT_ID), so the connection string's instrumentation key is no secret of ours.
+    # Not a secret: Application Insights has local auth disabled, so its key admits nothing.
+    applicationinsights_connection_string: str | None = Field(
+        None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
+    # OTLP/HTTP (a collector, the Aspire dashboard, Jaeger): the base URL, e.g.
+    # http://otel:4318; the exporters add /v1/traces and /v1/metrics.
+    otel_exporter_otlp_endpoint: str | None = Field(None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_service_name: str = Field("ascent", min_length=1, alias="OTEL_SERVICE_NAME")
+    # `none`: traces only (a collector without metrics, such as compose's Jaeger).
+    otel_metrics_exporter: Literal["otlp", "none"] = Field("otlp", alias="OTEL_METRICS_EXPORTER")
+    # Message content (user input, model output, tool arguments and results) on spans: off
+    # unless asked; token counts, model and tool names are always recorded.
+    otel_capture_content: bool = Field(False, alias="ASCENT_OTEL_CAPTURE_CONTENT")
+    # How often metrics are exported (and the queue, review and outbox gauges read).
+    otel_metric_export_seconds: float = Field(
+        60.0, gt=0, le=3600, alias="ASCENT_OTEL_METRIC_EXPORT_SECONDS"
+    )
+    # Log lines: `text` (default) or `json`, one object per line with tenant, run, thread and
+    # trace ids (shared/core/telemetry.py).
+    log_format: Literal["text", "json"] = Field("text", alias="ASCENT_LOG_FORMAT")
 
     max_body_bytes: int = Field(256 * 1024, ge=1024, alias="ASCENT_MAX_BODY_BYTES")
     max_input_chars: int = Field(32_000, ge=1, alias="ASCENT_MAX_INPUT_CHARS")
@@ -266,12 +293,17 @@ class Settings(BaseSettings):
         return url
 
     @property
+    def telemetry_on(self) -> bool:
+        """Whether an OpenTelemetry exporter is configured (nothing is exported otherwise)."""
+        return bool(self.applicationinsights_connection_string or self.otel_exporter_otlp_endpoint)
+
+    @property
     def exports_traces(self) -> bool:
         """Traces go to OpenAI only with a real OpenAI key; otherwise nothing leaves the process."""
         return self.trace_export and self.model_provider == "openai" and bool(self.openai_api_key)
 
 
-@lru_cache(maxsize=1)
+@service("settings")
 def get_settings() -> Settings:
     """Return the process-wide settings, read on first use (never at import)."""
     return Settings()

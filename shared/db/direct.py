@@ -36,12 +36,13 @@ shutdown).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -49,6 +50,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.db.engine import SQLITE_BUSY_TIMEOUT_MS, entra_password
 
@@ -384,7 +386,7 @@ class PostgresDirect:
 Direct = SqliteDirect | PostgresDirect
 
 
-@lru_cache(maxsize=1)
+@service("direct_db")
 def get_direct() -> Direct:
     """The process-wide direct database access for DATABASE_URL, built on first use."""
     settings = get_settings()
@@ -395,8 +397,13 @@ def get_direct() -> Direct:
 
 
 async def write(unit: Unit[T]) -> T:
-    """Run a unit in the next batch (see the module docstring)."""
-    return await get_direct().write(unit)
+    """Run a unit in the next batch (see the module docstring).
+
+    The unit runs in a copy of the caller's context (a writer thread would otherwise see none),
+    so what it stages carries the caller's trace (the outbox's `traceparent`) and log ids.
+    """
+    context = contextvars.copy_context()
+    return await get_direct().write(lambda tx: context.run(unit, tx))
 
 
 async def read(unit: Unit[T]) -> T:
@@ -407,14 +414,14 @@ async def read(unit: Unit[T]) -> T:
 def close_direct() -> None:
     """Forget this process's direct access (a no-op when none was built); closes what it can
     without a running loop (`aclose_direct` closes Postgres connections cleanly)."""
-    if get_direct.cache_info().currsize:
+    if get_direct.is_built():
         get_direct().close()
     get_direct.cache_clear()
 
 
 async def aclose_direct() -> None:
     """Close this process's direct access, waiting for writes in flight, and forget it."""
-    if get_direct.cache_info().currsize:
+    if get_direct.is_built():
         direct = get_direct()
         if isinstance(direct, PostgresDirect):
             await direct.aclose()

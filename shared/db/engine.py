@@ -10,7 +10,6 @@ snapshot); the paths that write concurrently go through the direct writer for th
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.core.services import service
 from shared.core.settings import get_settings
 
 # SQLite waits this long for another writer (another dev host process) before failing.
@@ -61,13 +61,13 @@ def entra_password(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, 
     cparams["password"] = postgres_token()
 
 
-@lru_cache(maxsize=1)
+@service("engine")
 def get_engine() -> AsyncEngine:
     """Return the process-wide engine for the configured database (created on first use)."""
     return build_engine(get_settings().sqlalchemy_url)
 
 
-@lru_cache(maxsize=1)
+@service("db_sessions")
 def _sessionmaker() -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(get_engine(), class_=AsyncSession, expire_on_commit=False)
 

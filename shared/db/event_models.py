@@ -83,7 +83,7 @@ class WebhookDelivery(SQLModel, table=True):
 
 
 class TenantWebhookSecret(SQLModel, table=True):
-    """The HMAC-SHA256 key a tenant's webhooks are signed with (generated on first use)."""
+    """The Standard Webhooks secret (`whsec_...`) a tenant's webhooks are signed with."""
 
     __tablename__ = "tenant_webhook_secrets"
     tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)

@@ -42,6 +42,11 @@ class UsageDaily(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenants.id", primary_key=True, max_length=64)
     day: str = Field(primary_key=True, max_length=10)
     agent: str = Field(primary_key=True, max_length=100)
+    # The assistant the runs were bound to ('' for runs of a catalog agent by name).
+    assistant_id: str = Field(
+        default="",
+        sa_column=Column(String(64), primary_key=True, nullable=False, server_default=""),
+    )
     model: str = Field(max_length=100)
     runs: int = 0
     requests: int = 0

@@ -16,10 +16,10 @@ import operator
 import re
 import struct
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Protocol
 
 from openai import AsyncOpenAI
+from openai.types import CreateEmbeddingResponse
 
 try:  # numpy scores many vectors in one product; without it a pure-Python loop does
     import numpy as _np
@@ -27,6 +27,8 @@ except ImportError:  # pragma: no cover
     _np = None  # type: ignore[assignment]
 
 from shared.core.errors import ConfigError, UpstreamModelError
+from shared.core.retries import outbound, retryable_openai
+from shared.core.services import service
 from shared.core.settings import Settings, get_settings
 
 Vector = list[float]
@@ -215,7 +217,8 @@ class OpenAIEmbedder:
 
     def __init__(self, client: AsyncOpenAI, model: str, dimensions: int) -> None:
         """Use `client` to embed with `model`, asking for `dimensions` values per vector."""
-        self._client = client
+        # The client's own retries are off so attempts are stamina's alone (`_create`).
+        self._client = client.with_options(max_retries=0)
         self._model = model
         self.dimensions = dimensions
 
@@ -229,13 +232,18 @@ class OpenAIEmbedder:
         if not texts:
             return []
         try:
-            response = await self._client.embeddings.create(
-                model=self._model, input=list(texts), dimensions=self.dimensions
-            )
+            response = await self._create(list(texts))
         except Exception as exc:
             raise UpstreamModelError("The embeddings provider failed.") from exc
         ordered = sorted(response.data, key=lambda d: d.index)
         return [normalize(d.embedding) for d in ordered]
+
+    @outbound(on=retryable_openai)
+    async def _create(self, texts: list[str]) -> CreateEmbeddingResponse:
+        """One embeddings request, retried on transient provider errors (it has no effects)."""
+        return await self._client.embeddings.create(
+            model=self._model, input=texts, dimensions=self.dimensions
+        )
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -262,7 +270,7 @@ def build_embedder(settings: Settings) -> Embedder:
             )
 
 
-@lru_cache(maxsize=1)
+@service("embedder")
 def get_embedder() -> Embedder:
     """Return the process-wide embedder, built on first use."""
     return build_embedder(get_settings())

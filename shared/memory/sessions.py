@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import time
-from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal, cast, get_args
 
 from agents.extensions.memory import SQLAlchemySession
@@ -56,6 +55,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.db.engine import get_engine
 
@@ -111,7 +111,7 @@ def build_session(tenant_id: str, thread_id: str) -> Session:
     return SQLAlchemySession(sid, engine=get_engine())
 
 
-@cache
+@service("session_redis")
 def _redis_client() -> Redis:
     import redis.asyncio
 
@@ -121,7 +121,7 @@ def _redis_client() -> Redis:
     return redis.asyncio.Redis.from_url(url)
 
 
-@cache
+@service("session_upstash")
 def _upstash_client() -> UpstashRedis:
     from upstash_redis.asyncio import Redis as UpstashRedis
 
@@ -132,7 +132,7 @@ def _upstash_client() -> UpstashRedis:
     return UpstashRedis(url.rstrip("/"), token.get_secret_value(), allow_telemetry=False)
 
 
-@cache
+@service("session_dapr")
 def _dapr_client() -> DaprClient:
     from dapr.aio.clients import DaprClient
 
@@ -145,11 +145,11 @@ def _dapr_client() -> DaprClient:
 
 async def close_clients() -> None:
     """Close the session clients this process built (if any) and forget them."""
-    if _redis_client.cache_info().currsize:
+    if _redis_client.is_built():
         await _redis_client().aclose()
-    if _upstash_client.cache_info().currsize:
+    if _upstash_client.is_built():
         await _upstash_client().close()
-    if _dapr_client.cache_info().currsize:
+    if _dapr_client.is_built():
         # The dapr SDK leaves close() unannotated.
         await _dapr_client().close()  # type: ignore[no-untyped-call]
     for factory in (_redis_client, _upstash_client, _dapr_client):

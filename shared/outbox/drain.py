@@ -44,6 +44,7 @@ from shared.outbox.events import (
     has_handlers,
 )
 from shared.outbox.webhooks import deliver_due
+from shared.platform import observability
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,22 @@ def mark_published(tx: Tx) -> int:
     return int(done.rowcount)
 
 
+def _publish_span(envelope: Any) -> Any:
+    """The span of one CloudEvent's publish, a child of the trace the event was staged in."""
+    carried = envelope.get("traceparent") if isinstance(envelope, dict) else None
+    return observability.span(
+        f"{envelope.get('type', 'event') if isinstance(envelope, dict) else 'event'} publish",
+        kind=observability.SpanKind.PRODUCER,
+        parent=observability.extract({observability.TRACEPARENT: carried}) if carried else None,
+        attributes={
+            "messaging.operation.type": "send",
+            "cloudevents.event_id": str(
+                envelope.get("id", "") if isinstance(envelope, dict) else ""
+            ),
+        },
+    )
+
+
 async def publish_due(
     transport: Transport, *, owner: str, report: DrainReport, limit: int = 100
 ) -> None:
@@ -220,7 +237,9 @@ async def publish_due(
         done = Settlement(published=[], untried=tuple(skipped))
         for index, row in enumerate(mine):
             try:
-                await transport.publish(row.envelope)
+                # A producer span in the event's own trace (its `traceparent`: the run's).
+                with _publish_span(row.envelope):
+                    await transport.publish(row.envelope)
             except Exception as exc:  # every failure leaves the row for a later drain
                 reason = str(exc) if isinstance(exc, PublishFailed) else type(exc).__name__
                 done.failed, done.error = row, reason

@@ -49,11 +49,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.core.retries import outbound
 from shared.core.settings import get_settings
 from shared.db import direct
 from shared.db.direct import Tx
 from shared.db.event_models import OutboxEvent
 from shared.db.models import Run, new_id, utcnow
+from shared.platform import observability
 
 _OUTBOX = OutboxEvent.__table__  # type: ignore[attr-defined]
 # Built once (the run engine stages events on every run).
@@ -160,6 +162,10 @@ def stage_event(
         "tenantid": tenant_id,
         "data": data,
     }
+    # The CloudEvents distributed-tracing extension: subscribers continue the run's trace.
+    parent = observability.traceparent()
+    if parent:
+        envelope["traceparent"] = parent
     conn.execute(
         _INSERT,
         {
@@ -208,6 +214,34 @@ class Transport(Protocol):
         """Release what the transport holds."""
 
 
+# gRPC codes another attempt may not get; the others (bad topic, denied) are the request's fault.
+_TRANSIENT_GRPC: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
+
+
+def _transient_dapr(exc: Exception) -> bool:
+    """A publish timeout, or a Dapr gRPC error whose code is transient."""
+    from dapr.clients.exceptions import DaprGrpcError
+
+    if isinstance(exc, TimeoutError):
+        return True
+    if isinstance(exc, DaprGrpcError):
+        return str(exc.code().name) in _TRANSIENT_GRPC  # type: ignore[no-untyped-call]
+    return False
+
+
+@outbound(on=_transient_dapr)
+async def _publish_once(client: Any, data: str) -> None:
+    """One `publish_event` to the configured pub/sub and topic, bounded in time."""
+    settings = get_settings()
+    async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+        await client.publish_event(
+            pubsub_name=settings.dapr_pubsub_name,
+            topic_name=settings.dapr_topic,
+            data=data,
+            data_content_type=CLOUDEVENTS_JSON,
+        )
+
+
 class DaprTransport:
     """Dapr pub/sub through the sidecar's gRPC API (`DaprClient.publish_event`)."""
 
@@ -232,19 +266,17 @@ class DaprTransport:
         return self._client
 
     async def publish(self, envelope: Json) -> None:
-        """Publish the envelope as a CloudEvent to DAPR_PUBSUB_NAME / DAPR_TOPIC."""
+        """Publish the envelope as a CloudEvent to DAPR_PUBSUB_NAME / DAPR_TOPIC.
+
+        A transient failure (sidecar or broker unavailable, deadline, throttling) is retried a
+        few times here (shared/core/retries.py) before the outbox's own backoff takes over:
+        publishing is idempotent for subscribers, which deduplicate on the CloudEvent id.
+        """
         from dapr.clients.exceptions import DaprGrpcError
 
-        settings = get_settings()
         client = await self._connect()
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                await client.publish_event(
-                    pubsub_name=settings.dapr_pubsub_name,
-                    topic_name=settings.dapr_topic,
-                    data=json.dumps(envelope),
-                    data_content_type=CLOUDEVENTS_JSON,
-                )
+            await _publish_once(client, json.dumps(envelope))
         except DaprGrpcError as exc:
             code = exc.code()  # type: ignore[no-untyped-call]
             raise PublishFailed(f"dapr {code.name}") from exc

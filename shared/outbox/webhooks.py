@@ -5,15 +5,17 @@ When a run ends, `stage_run_end` writes its terminal event and, if the run has a
 (shared/outbox/drain.py) then delivers due rows (`deliver_due`), claimed by compare-and-set so
 two drainers never send the same attempt twice.
 
-The request: `POST <webhook>` with `Content-Type: application/json`, the body the run in Agent
-Protocol shape (as `GET /runs/{run_id}` returns it), and these headers:
+The request is a Standard Webhooks message (https://www.standardwebhooks.com), signed with the
+`standardwebhooks` library, so a receiver verifies it with any Standard Webhooks library:
+`POST <webhook>` with `Content-Type: application/json`, the body the run in Agent Protocol shape
+(as `GET /runs/{run_id}` returns it), and these headers:
 
-- `X-Ascent-Timestamp`: Unix seconds when the attempt was signed;
-- `X-Ascent-Signature`: `sha256=<hex>`, HMAC-SHA256 with the tenant's webhook secret over
-  `<timestamp>.<raw body>` (receivers recompute it over the raw bytes, compare in constant
-  time, and reject old timestamps to stop replays);
-- `X-Ascent-Event-Id`: the CloudEvent id of the run's terminal event (the same for every
-  retry, so receivers can deduplicate); `X-Ascent-Delivery`: the delivery id.
+- `webhook-id`: the CloudEvent id of the run's terminal event (the same for every retry, so
+  receivers can deduplicate);
+- `webhook-timestamp`: Unix seconds when the attempt was signed (libraries refuse a timestamp
+  more than 5 minutes away, which stops replays);
+- `webhook-signature`: `v1,<base64 HMAC-SHA256>` with the tenant's secret over
+  `<webhook-id>.<webhook-timestamp>.<raw body>`.
 
 Any 2xx is success; anything else (or no answer within ASCENT_WEBHOOK_TIMEOUT_SECONDS) is
 retried with a doubling backoff until ASCENT_WEBHOOK_MAX_ATTEMPTS, then the delivery is
@@ -28,21 +30,21 @@ databases, the Dapr sidecar). A refused target is recorded `refused` and never r
 check runs on every attempt, just before sending; a DNS answer that changes between the check
 and the connection (rebinding) is not covered.
 
-The secret: one per tenant, generated on first use (`webhook_secret`), shown and rotated
-through the platform admin API.
+The secret: one per tenant, in the spec's format (`whsec_` + base64 of 32 random bytes),
+generated on first use (`webhook_secret`), shown and rotated through the platform admin API. A
+secret stored before the move to Standard Webhooks (a bare `token_urlsafe` string) is shown as
+`whsec_` + base64 of its UTF-8 bytes: the same HMAC key, so nothing in the database changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import base64
 import ipaddress
 import json
 import logging
 import secrets
-import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -63,15 +65,17 @@ from shared.db.event_models import TenantWebhookSecret, WebhookDelivery
 from shared.db.models import Run, new_id, utcnow
 from shared.db.views import run_json
 from shared.outbox.events import DrainReport, Json, backoff_seconds, stage_event
+from shared.platform import observability
 
 _DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER: Final = "X-Ascent-Signature"
-TIMESTAMP_HEADER: Final = "X-Ascent-Timestamp"
-EVENT_ID_HEADER: Final = "X-Ascent-Event-Id"
-DELIVERY_HEADER: Final = "X-Ascent-Delivery"
+ID_HEADER: Final = "webhook-id"
+TIMESTAMP_HEADER: Final = "webhook-timestamp"
+SIGNATURE_HEADER: Final = "webhook-signature"
+SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the spec's prefix, not a secret
+SECRET_BYTES: Final = 32
 CLAIM_SECONDS: Final = 120.0
 MAX_ERROR_CHARS: Final = 500
 
@@ -80,15 +84,28 @@ class WebhookRefused(Exception):
     """The webhook target is not allowed (scheme, or a non-public address)."""
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The `X-Ascent-Signature` value: `sha256=` + HMAC-SHA256(secret, timestamp + "." + body)."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+def new_secret() -> str:
+    """A fresh signing secret in the Standard Webhooks format: `whsec_` + base64(32 bytes)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 
 
-def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    """Whether a signature header matches (constant-time); what a receiver does."""
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+def as_standard_secret(stored: str) -> str:
+    """The stored secret in the spec's format; a pre-standard secret keeps its key bytes."""
+    if stored.startswith(SECRET_PREFIX):
+        return stored
+    return SECRET_PREFIX + base64.b64encode(stored.encode()).decode("ascii")
+
+
+def signed_headers(secret: str, message_id: str, body: bytes, now: datetime) -> dict[str, str]:
+    """The three Standard Webhooks headers for `body`, signed at `now` with `secret`."""
+    from standardwebhooks import Webhook  # function-local: loaded on the first delivery
+
+    moment = now.replace(microsecond=0)
+    return {
+        ID_HEADER: message_id,
+        TIMESTAMP_HEADER: str(int(moment.timestamp())),
+        SIGNATURE_HEADER: Webhook(secret).sign(message_id, moment, body.decode()),
+    }
 
 
 def check_scheme(url: str) -> None:
@@ -190,8 +207,8 @@ async def webhook_secret(tenant_id: str) -> str:
     async with db_session() as db:
         row = await db.get(TenantWebhookSecret, tenant_id)
         if row is not None:
-            return row.secret
-        db.add(TenantWebhookSecret(tenant_id=tenant_id, secret=secrets.token_urlsafe(32)))
+            return as_standard_secret(row.secret)
+        db.add(TenantWebhookSecret(tenant_id=tenant_id, secret=new_secret()))
         try:
             await db.commit()
         except IntegrityError:
@@ -200,13 +217,13 @@ async def webhook_secret(tenant_id: str) -> str:
         row = await db.get(TenantWebhookSecret, tenant_id)
     if row is None:
         raise LookupError(f"no tenant {tenant_id!r}")
-    return row.secret
+    return as_standard_secret(row.secret)
 
 
 async def rotate_webhook_secret(tenant_id: str) -> str:
     """Replace the tenant's secret with a new one (takes effect on the next attempt)."""
     await webhook_secret(tenant_id)
-    fresh = secrets.token_urlsafe(32)
+    fresh = new_secret()
     async with db_session() as db:
         await db.exec(
             update(TenantWebhookSecret)
@@ -275,22 +292,31 @@ async def attempt(delivery: WebhookDelivery, owner: str) -> bool:
     if body is None:
         await _record(delivery, owner, status="failed", attempts=attempts, last_error="run deleted")
         return False
-    timestamp = str(int(time.time()))
+    secret = await webhook_secret(delivery.tenant_id)
     headers = {
         "Content-Type": "application/json",
-        "User-Agent": "Ascent-Webhooks/1",
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: sign(await webhook_secret(delivery.tenant_id), timestamp, body),
-        EVENT_ID_HEADER: delivery.event_id,
-        DELIVERY_HEADER: delivery.id,
+        "User-Agent": "Ascent-Webhooks/2",
+        **signed_headers(secret, delivery.event_id, body, datetime.now(UTC)),
     }
     status: int | None = None
     error: str | None = None
     try:
-        async with httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
-        ) as client:
-            response = await client.post(delivery.url, content=body, headers=headers)
+        with observability.span(
+            "webhook deliver",
+            kind=observability.SpanKind.CLIENT,
+            attributes={
+                "http.request.method": "POST",
+                "ascent.webhook.delivery_id": delivery.id,
+                "ascent.tenant.id": delivery.tenant_id,
+            },
+        ) as current:
+            # The receiver may continue the trace (W3C `traceparent` header).
+            headers.update(observability.inject())
+            async with httpx.AsyncClient(
+                timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
+            ) as client:
+                response = await client.post(delivery.url, content=body, headers=headers)
+            current.set_attribute("http.response.status_code", response.status_code)
         status = response.status_code
         if not 200 <= status < 300:
             error = f"HTTP {status}"

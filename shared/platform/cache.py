@@ -20,13 +20,12 @@ can decide (a revocation must not report success silently while a stale entry ma
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from shared.core.services import service
 from shared.core.settings import get_settings
 
 if TYPE_CHECKING:
@@ -137,6 +136,10 @@ class RedisCache:
             raise CacheUnavailable(type(exc).__name__) from None
         self._recovered()
 
+    async def ping(self) -> None:
+        """Raise unless the server answers (the health probe; no bypass applies)."""
+        await self._redis.ping()
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
@@ -144,26 +147,15 @@ class RedisCache:
 
 # One cache per event loop: a redis.asyncio connection belongs to the loop that opened it. The
 # Functions host and the dev host run one loop, so this is one client per process there.
-_caches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, RedisCache]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
+@service("cache", per_loop=True)
 def get_cache() -> RedisCache | None:
     """This process's cache (built lazily, once per event loop), or None without REDIS_URL."""
     url = get_settings().redis_url
-    if not url:
-        return None
-    loop = asyncio.get_running_loop()
-    held = _caches.get(loop)
-    if held is None or held[0] != url:
-        held = (url, RedisCache(connect(url)))
-        _caches[loop] = held
-    return held[1]
+    return RedisCache(connect(url)) if url else None
 
 
 async def close_cache() -> None:
     """Close and forget the running loop's cache (tests and shutdown hooks)."""
-    held = _caches.pop(asyncio.get_running_loop(), None)
+    held = get_cache.pop_here()
     if held is not None:
-        await held[1].aclose()
+        await held.aclose()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import httpx2
 from agents import ModelProvider, ModelSettings, OpenAIProvider, RunConfig
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from shared.core.credentials import async_credential
+from shared.core.services import service
 from shared.core.settings import Settings, get_settings
+from shared.platform import observability
 from shared.platform.offline_model import OfflineModelProvider
 
 AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -77,7 +77,7 @@ def build_model_provider(settings: Settings) -> ModelProvider:
             return OpenAIProvider(openai_client=client, use_responses=False)
 
 
-@lru_cache(maxsize=1)
+@service("model_provider")
 def get_model_provider() -> ModelProvider:
     """Return the process-wide model provider, built on first use."""
     return build_model_provider(get_settings())
@@ -90,7 +90,11 @@ def run_config() -> RunConfig:
     typing introspection) and shared by every run, which only read it.
     """
     provider = get_model_provider()
-    cached = _RUN_CONFIGS.get(id(provider))
+    # The SDK makes its spans only when someone consumes them: OpenTelemetry (an exporter is
+    # set) or OpenAI's dashboard (asked for); otherwise tracing costs nothing.
+    traced = observability.sdk_tracing_on()
+    key = (id(provider), traced)
+    cached = _RUN_CONFIGS.get(key)
     if cached is not None and cached[0] is provider:
         return cached[1]
     settings = get_settings()
@@ -100,11 +104,13 @@ def run_config() -> RunConfig:
         # Streamed Chat Completions report usage only when asked (stream_options.include_usage);
         # the SDK asks on its own only for api.openai.com, so compatible servers need this.
         model_settings=ModelSettings(include_usage=True),
-        tracing_disabled=not settings.exports_traces,
+        tracing_disabled=not traced,
+        # Inputs and outputs stay out of the SDK's spans unless content capture is on.
+        trace_include_sensitive_data=settings.otel_capture_content,
     )
     _RUN_CONFIGS.clear()
-    _RUN_CONFIGS[id(provider)] = (provider, config)
+    _RUN_CONFIGS[key] = (provider, config)
     return config
 
 
-_RUN_CONFIGS: dict[int, tuple[ModelProvider, RunConfig]] = {}
+_RUN_CONFIGS: dict[tuple[int, bool], tuple[ModelProvider, RunConfig]] = {}

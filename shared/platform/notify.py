@@ -27,11 +27,11 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from sqlalchemy import text
 
+from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.platform.cache import connect
 
@@ -284,7 +284,7 @@ def choose_channel() -> Channel | None:
     return None
 
 
-@lru_cache(maxsize=1)
+@service("event_channel")
 def get_notifier() -> Notifier:
     """This process's notifier, built on first use."""
     return Notifier(choose_channel())
@@ -292,6 +292,6 @@ def get_notifier() -> Notifier:
 
 async def close_notifier() -> None:
     """Stop this process's notifier (if one was built) and forget it."""
-    if get_notifier.cache_info().currsize:
+    if get_notifier.is_built():
         await get_notifier().close()
     get_notifier.cache_clear()

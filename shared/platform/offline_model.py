@@ -30,6 +30,7 @@ from agents import Handoff, Model, ModelProvider, ModelResponse, ModelSettings, 
 from agents.agent_output import AgentOutputSchemaBase
 from agents.items import TResponseInputItem, TResponseOutputItem, TResponseStreamEvent
 from agents.tool import FunctionTool
+from agents.tracing import generation_span
 from agents.usage import Usage
 from openai.types.responses import (
     Response,
@@ -281,10 +282,11 @@ class OfflineModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
         """Decide the next step from the conversation and return it whole."""
-        item = self._decide(input, tools, handoffs)
-        return ModelResponse(
-            output=[item], usage=self._usage(input, item), response_id=f"resp_{item.id}"
-        )
+        with generation_span(model=OFFLINE_MODEL, disabled=tracing.is_disabled()) as span:
+            item = self._decide(input, tools, handoffs)
+            usage = self._usage(input, item)
+            _trace_generation(span.span_data, tracing, input, item, usage)
+        return ModelResponse(output=[item], usage=usage, response_id=f"resp_{item.id}")
 
     async def stream_response(
         self,
@@ -301,10 +303,31 @@ class OfflineModel(Model):
         prompt: ResponsePromptParam | None,
     ) -> AsyncIterator[TResponseStreamEvent]:
         """Decide the next step and stream it as Responses API events (text word by word)."""
-        item = self._decide(input, tools, handoffs)
-        usage = self._usage(input, item)
-        for event in _stream_events(item, usage):
-            yield event
+        # A model span like the SDK's own models make (a custom model must make its own).
+        with generation_span(model=OFFLINE_MODEL, disabled=tracing.is_disabled()) as span:
+            item = self._decide(input, tools, handoffs)
+            usage = self._usage(input, item)
+            for event in _stream_events(item, usage):
+                yield event
+            _trace_generation(span.span_data, tracing, input, item, usage)
+
+
+OFFLINE_MODEL = "ascent-offline"
+
+
+def _trace_generation(
+    data: Any,
+    tracing: ModelTracing,
+    input: str | list[TResponseInputItem],
+    item: TResponseOutputItem,
+    usage: Usage,
+) -> None:
+    """Fill the model span: usage always, the messages only when the run includes data."""
+    data.usage = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+    if tracing.include_data():
+        given = [{"role": "user", "content": input}] if isinstance(input, str) else input
+        data.input = list(given)
+        data.output = [item.model_dump()]
 
 
 def _message(text: str, seed: str) -> ResponseOutputMessage:

@@ -22,12 +22,13 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 from sqlalchemy import Table, delete, func, insert, select, update
 
+from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.db import direct
 from shared.db.direct import Tx
@@ -103,7 +104,7 @@ def read_queue_options(host_json: Path = ROOT / "host.json") -> QueueOptions:
     )
 
 
-@lru_cache(maxsize=1)
+@service("queue_options")
 def queue_options() -> QueueOptions:
     """The app's queue options, read once per process."""
     return read_queue_options()
@@ -496,32 +497,24 @@ def _azure_received(message: Any) -> ReceivedMessage:
 
 
 # One backend per event loop: the Azure client's connections belong to the loop that made them.
-_BACKENDS: dict[int, QueueBackend] = {}
-
-
+@service("queue", per_loop=True)
 def get_queue_backend() -> QueueBackend:
     """This loop's queue backend for QUEUE_BACKEND (embedded for `inline` too, for tools)."""
-    key = id(asyncio.get_running_loop())
-    backend = _BACKENDS.get(key)
-    if backend is None:
-        if get_settings().queue_backend == "azure":
-            backend = AzureQueue(encoding=queue_options().message_encoding)
-        else:
-            backend = SqlQueue()
-        _BACKENDS[key] = backend
-    return backend
+    if get_settings().queue_backend == "azure":
+        return AzureQueue(encoding=queue_options().message_encoding)
+    return SqlQueue()
 
 
 async def close_queue_backend() -> None:
     """Close this loop's backend (the dev host and jobs call it before their loop ends)."""
-    backend = _BACKENDS.pop(id(asyncio.get_running_loop()), None)
+    backend = get_queue_backend.pop_here()
     if backend is not None:
         await backend.close()
 
 
 def reset_queue_backends() -> None:
     """Forget every cached backend without closing them (tests switch settings)."""
-    _BACKENDS.clear()
+    get_queue_backend.cache_clear()
     queue_options.cache_clear()
 
 

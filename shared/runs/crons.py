@@ -56,6 +56,7 @@ from shared.db.engine import db_session
 from shared.db.jobs_models import Cron, CronFire
 from shared.db.models import Run, new_id, utcnow
 from shared.db.views import aware
+from shared.platform import observability
 from shared.runs import records, service
 from shared.runs.records import NewRun
 from shared.security import thread_access
@@ -147,7 +148,23 @@ class Fired:
 
 
 async def fire(cron: Cron, *, now: datetime) -> Fired | None:
-    """Fire the cron's latest due occurrence; None when another dispatcher fired it first."""
+    """Fire the cron's latest due occurrence; None when another dispatcher fired it first.
+
+    In a span of its own: the run it enqueues (`traceparent` in the message) is its child.
+    """
+    with observability.span(
+        "cron fire",
+        attributes={"ascent.cron.id": cron.id, "ascent.tenant.id": cron.tenant_id},
+    ) as current:
+        fired = await _fire(cron, now=now)
+        current.set_attribute("ascent.cron.fired", fired is not None)
+        if fired is not None:
+            current.set_attribute("ascent.run.id", fired.run_id)
+            observability.cron_fired(1)
+        return fired
+
+
+async def _fire(cron: Cron, *, now: datetime) -> Fired | None:
     seen = cron.next_run_at
     if seen is None:
         return None

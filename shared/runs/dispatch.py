@@ -4,7 +4,8 @@
 `pending` (background runs, crons, runs resumed after a human decision, runs the lease sweeper
 recovers). QUEUE_BACKEND picks the carrier:
 
-- `embedded` (default) and `azure`: a message `{"run_id", "tenant_id"}` on the `agent-runs`
+- `embedded` (default) and `azure`: a message `{"run_id", "tenant_id"}` (and `traceparent`, the
+  W3C trace context of the enqueue, when telemetry is on) on the `agent-runs`
   queue (the SQL-backed embedded queue, or Azure Storage Queues / Azurite), encoded per host.json
   `messageEncoding`; the queue-triggered function `functions/runs_queue.py` hands it to
   `shared.runs.service.execute_message` on whichever instance receives it. A run with
@@ -30,6 +31,7 @@ from typing import Any
 from shared.core.settings import get_settings
 from shared.db.models import Run, utcnow
 from shared.db.views import aware
+from shared.platform import observability
 from shared.platform.queues import MAX_VISIBILITY_SECONDS, RUNS_QUEUE, get_queue_backend, send_text
 
 # What executes a run message: shared.runs.service.execute_message, handed in by the caller.
@@ -38,14 +40,18 @@ Executor = Callable[[str, str], Coroutine[Any, Any, None]]
 
 @dataclass(frozen=True)
 class RunMessage:
-    """The body of an `agent-runs` message: which run, of which tenant."""
+    """The body of an `agent-runs` message: which run, of which tenant, in which trace."""
 
     run_id: str
     tenant_id: str
+    traceparent: str | None = None
 
     def to_json(self) -> str:
         """The message text (JSON)."""
-        return json.dumps({"run_id": self.run_id, "tenant_id": self.tenant_id})
+        body = {"run_id": self.run_id, "tenant_id": self.tenant_id}
+        if self.traceparent:
+            body["traceparent"] = self.traceparent
+        return json.dumps(body)
 
 
 def parse_run_message(body: bytes | str) -> RunMessage:
@@ -59,7 +65,10 @@ def parse_run_message(body: bytes | str) -> RunMessage:
     run_id, tenant_id = data.get("run_id"), data.get("tenant_id")
     if not isinstance(run_id, str) or not isinstance(tenant_id, str) or not run_id or not tenant_id:
         raise ValueError("agent-runs message needs string run_id and tenant_id")
-    return RunMessage(run_id=run_id, tenant_id=tenant_id)
+    carried = data.get("traceparent")
+    # A malformed trace context only loses the link to the enqueuing trace, never the run.
+    parent = carried if isinstance(carried, str) and len(carried) <= 128 else None
+    return RunMessage(run_id=run_id, tenant_id=tenant_id, traceparent=parent)
 
 
 _ENSURED: set[tuple[int, str]] = set()
@@ -70,14 +79,29 @@ async def enqueue_run(run: Run, *, inline: Executor) -> None:
 
     `inline` executes it on this instance when QUEUE_BACKEND=inline.
     """
-    if get_settings().queue_backend == "inline":
-        spawn(inline(run.id, run.tenant_id))
-        return
-    delay = 0
-    if run.not_before is not None:
-        remaining = (aware(run.not_before) - utcnow()).total_seconds()
-        delay = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(remaining)))
-    await send_run_message(RunMessage(run_id=run.id, tenant_id=run.tenant_id), delay_seconds=delay)
+    backend = get_settings().queue_backend
+    with observability.span(
+        f"{RUNS_QUEUE} publish",
+        kind=observability.SpanKind.PRODUCER,
+        attributes={
+            "messaging.operation.type": "send",
+            "messaging.destination.name": RUNS_QUEUE,
+            "messaging.system": backend,
+            "ascent.run.id": run.id,
+        },
+    ):
+        if backend == "inline":
+            # The task copies this context: the run's span is this one's child.
+            spawn(inline(run.id, run.tenant_id))
+            return
+        delay = 0
+        if run.not_before is not None:
+            remaining = (aware(run.not_before) - utcnow()).total_seconds()
+            delay = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(remaining)))
+        message = RunMessage(
+            run_id=run.id, tenant_id=run.tenant_id, traceparent=observability.traceparent()
+        )
+        await send_run_message(message, delay_seconds=delay)
 
 
 # Tasks this instance runs in the background; referenced so the event loop does not drop them.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from contextlib import suppress
@@ -49,10 +50,12 @@ from shared.agents.configured import RunAgent, agent_for_run
 from shared.agents.mcp_servers import McpServerFailed, mcp_scope
 from shared.core.context import RunContext, progress_sink
 from shared.core.settings import get_settings
+from shared.core.telemetry import log_context
 from shared.db import direct
 from shared.db.models import Run
 from shared.memory.sessions import HistoryBuffer, build_session, read_history, session_key
 from shared.outbox.drain import drain_soon
+from shared.platform import observability
 from shared.platform.llm import run_config
 from shared.platform.notify import RESYNC, Subscription
 from shared.runs import client_tools, records, reviews
@@ -426,6 +429,8 @@ class Execution:
     cancel: CancelWatch
     partial: list[str] = field(default_factory=list)
     last_agent: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    first_token: float | None = None
 
 
 async def execute(
@@ -445,6 +450,83 @@ async def execute(
     opened before the run became cancellable. With `maybe_resumed`, a stored pause is looked
     for (runs handed over by the queue may be continuing after a review).
     """
+    entry = entry_point(owner)
+    links: list[observability.Link] = []
+    if maybe_resumed and observability.active():
+        # A resumed run (maybe days later, on another instance) links to the paused one.
+        paused = await direct.read(lambda tx: reviews.pause_traceparent(tx, run))
+        links = observability.link_to(paused)
+    with (
+        log_context(tenant_id=run.tenant_id, run_id=run.id, thread_id=run.thread_id),
+        observability.span(
+            f"run {run.agent}",
+            attributes={
+                "ascent.run.id": run.id,
+                "ascent.thread.id": run.thread_id or "",
+                "ascent.tenant.id": run.tenant_id,
+                "gen_ai.agent.name": run.agent,
+                "ascent.entry_point": entry,
+                "ascent.run.resumed": bool(links),
+            },
+            links=links,
+        ) as current,
+    ):
+        observability.run_started(run.agent, entry)
+        started = time.perf_counter()
+        try:
+            outcome, first_token = await _execute_held(
+                run,
+                owner=owner,
+                live=live,
+                wakes=wakes,
+                next_seq=next_seq,
+                fresh_thread=fresh_thread,
+                taken_over=taken_over,
+                maybe_resumed=maybe_resumed,
+            )
+        except BaseException:
+            # The stores failed under it (the queue retries): counted, so started == ended.
+            seconds = time.perf_counter() - started
+            observability.run_ended(
+                run.agent, entry, "failed", seconds=seconds, first_token=None, usage={}
+            )
+            raise
+        current.set_attribute("ascent.run.status", outcome.status)
+        for key in ("input_tokens", "output_tokens"):
+            current.set_attribute(f"gen_ai.usage.{key}", outcome.usage.get(key, 0))
+        if outcome.cause is not None:
+            current.set_attribute("ascent.run.cause", outcome.cause)
+        if outcome.status in ("error", "timeout"):
+            current.set_status(observability.Status(observability.StatusCode.ERROR))
+        observability.run_ended(
+            run.agent,
+            entry,
+            outcome.status if outcome.cause != "review" else "paused",
+            seconds=time.perf_counter() - started,
+            first_token=first_token,
+            usage=outcome.usage,
+        )
+    return outcome
+
+
+def entry_point(owner: str) -> str:
+    """Where a run came in, for metrics: `queue`, or the HTTP function that runs it inline."""
+    if owner.startswith("q:"):  # shared.runs.service.QUEUED
+        return "queue"
+    return observability.current_route() or "request"
+
+
+async def _execute_held(
+    run: Run,
+    *,
+    owner: str,
+    live: LiveRun,
+    wakes: Subscription,
+    next_seq: int,
+    fresh_thread: bool,
+    taken_over: bool,
+    maybe_resumed: bool,
+) -> tuple[Outcome, float | None]:
     cancel = CancelWatch(run.id, wakes)
     ex = Execution(run, owner, live, EventLog(live, next_seq=next_seq), cancel)
     ex.last_agent = run.agent
@@ -468,7 +550,8 @@ async def execute(
     if outcome.usage.get("total_tokens"):
         await record_tokens(run.tenant_id, outcome.usage["total_tokens"])
     drain_soon()
-    return outcome
+    first = None if ex.first_token is None else ex.first_token - ex.started
+    return outcome, first
 
 
 async def _execute(
@@ -531,6 +614,8 @@ async def _drive(ex: Execution, history: History, result: RunResultStreaming) ->
                 for name, data in run_events_of(event, ex.last_agent):
                     token = token_of(name, data)
                     if token is not None:
+                        if ex.first_token is None:
+                            ex.first_token = time.perf_counter()
                         ex.partial.append(token)
                     ex.log.emit(name, data)
     except TimeoutError:
@@ -737,10 +822,12 @@ async def _pause(
     )
     run = ex.run
     messages = to_messages(items)
+    # The run span's context, kept with the review so its resume can link back to it.
+    trace = observability.traceparent()
     try:
         rows = await direct.write(
             lambda tx: reviews.stage_pause(
-                tx, run, pause, held_by=ex.owner, ending=ending, messages=messages
+                tx, run, pause, held_by=ex.owner, ending=ending, messages=messages, trace=trace
             )
         )
     except NotOurs:

@@ -192,14 +192,3 @@ def token_of(name: str, data: Any) -> str | None:
     if isinstance(chunk, Mapping) and isinstance(chunk.get("content"), str):
         return str(chunk["content"])
     return None
-
-
-def sse(seq: int | None, event: str, data: Any) -> bytes:
-    """One Server-Sent Event: `id`, `event` and one `data` line of JSON."""
-    return sse_named(None if seq is None else str(seq), event, data)
-
-
-def sse_named(event_id: str | None, event: str, data: Any) -> bytes:
-    """One Server-Sent Event with any id (None: no `id` line)."""
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

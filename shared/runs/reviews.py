@@ -66,9 +66,10 @@ from shared.db.direct import Tx
 from shared.db.engine import db_session
 from shared.db.models import Run, new_id, utcnow
 from shared.db.review_models import Review, ReviewAudit, RunPause, ThreadToolApproval
-from shared.db.views import iso
+from shared.db.views import aware, iso
 from shared.memory.sessions import build_session, session_key, stage_history
 from shared.outbox import events as outbox
+from shared.platform import observability
 from shared.platform.notify import get_notifier
 from shared.runs import records
 from shared.runs.messages import to_messages
@@ -289,6 +290,7 @@ def stage_pause(
     held_by: str | None,
     ending: Ending,
     messages: list[Json],
+    trace: str | None = None,
 ) -> list[EventRow]:
     """Record a pause in the run's outcome transaction (see the module docstring).
 
@@ -317,7 +319,9 @@ def stage_pause(
     tx.conn.execute(insert(PAUSES), paused.pause.model_dump())
     for review in paused.reviews:
         tx.conn.execute(insert(REVIEWS), review.model_dump())
-        tx.conn.execute(insert(AUDIT), _audit(review, "requested", "system", **_details(review)))
+        # `traceparent`: the paused run's span, which the resume's run span links to.
+        details = {**_details(review), **({"traceparent": trace} if trace else {})}
+        tx.conn.execute(insert(AUDIT), _audit(review, "requested", "system", **details))
         stage_review_event(tx.conn, outbox.REVIEW_REQUIRED, review)
     if ending.history is not None:
         stage_history(tx.conn, *ending.history)
@@ -390,6 +394,23 @@ def load_resumed(tx: Tx, run: Run) -> Resumed | None:
     reviews = [Review.model_validate(dict(r)) for r in found]
     decided = {r.call_id: r for r in reviews if r.status != "pending"}
     return Resumed(RunPause.model_validate(dict(row)), decided)
+
+
+def pause_traceparent(tx: Tx, run: Run) -> str | None:
+    """The trace context of the run's latest pause (its review request's audit), or None."""
+    found = tx.conn.execute(
+        sa.select(AUDIT.c.details)
+        .join(REVIEWS, REVIEWS.c.id == AUDIT.c.review_id)
+        .where(
+            REVIEWS.c.tenant_id == run.tenant_id,
+            REVIEWS.c.run_id == run.id,
+            AUDIT.c.action == "requested",
+        )
+        .order_by(AUDIT.c.at.desc())
+        .limit(1)
+    ).scalar()
+    value = found.get("traceparent") if isinstance(found, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def released_answer(resumed: Resumed) -> str:
@@ -570,6 +591,7 @@ async def decide(principal: Principal, review_id: str, body: ReviewDecision) -> 
         except IntegrityError:
             # Two reviews of one thread chose "always approve" at once: the other row stands.
             raise Conflict("The review changed concurrently; read it again.") from None
+    observability.review_decided((now - aware(review.requested_at)).total_seconds(), status)
     resumed = await direct.write(
         lambda tx: resume_when_decided(tx, review.tenant_id, review.run_id)
     )

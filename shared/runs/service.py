@@ -46,8 +46,11 @@ from shared.db.models import Run, new_id, utcnow
 from shared.db.views import aware
 from shared.memory.sessions import build_session
 from shared.outbox.drain import drain_soon
+from shared.platform import observability
 from shared.platform.notify import Subscription, get_notifier
+from shared.platform.queues import RUNS_QUEUE
 from shared.runs import dispatch, records
+from shared.runs.backlogs import watch_backlogs
 from shared.runs.engine import Outcome, execute, outcome_of
 from shared.runs.live import LiveRun, register, unregister
 from shared.runs.records import EventRow, NewRun, thread_topic
@@ -56,6 +59,10 @@ from shared.security.auth import Principal
 from shared.security.ratelimit import check_token_budget, run_slot
 
 log = logging.getLogger(__name__)
+
+# The queue, review and outbox gauges of any process that serves runs (a registration only:
+# the database is read when a metric reader collects, never at import).
+watch_backlogs()
 
 # Lease owners: an executor inside the request that created the run, or a queue consumer.
 ATTACHED: Final = "req:"
@@ -258,9 +265,29 @@ async def resume(run_ids: list[str]) -> None:
             await enqueue(run)
 
 
-async def execute_message(run_id: str, tenant_id: str) -> None:
+async def execute_message(run_id: str, tenant_id: str, traceparent: str | None = None) -> None:
     """Execute the run a queue message names; a duplicate, or a run another executor holds or
-    finished, is acknowledged without a second execution (compare-and-set claims, leases)."""
+    finished, is acknowledged without a second execution (compare-and-set claims, leases).
+
+    The consumer span continues the enqueuing trace (`traceparent` from the message), so a
+    background run is one trace whichever instance takes it.
+    """
+    carried = {observability.TRACEPARENT: traceparent} if traceparent else None
+    with observability.span(
+        f"{RUNS_QUEUE} process",
+        kind=observability.SpanKind.CONSUMER,
+        parent=observability.extract(carried) if carried else None,
+        attributes={
+            "messaging.operation.type": "process",
+            "messaging.destination.name": RUNS_QUEUE,
+            "ascent.run.id": run_id,
+            "ascent.tenant.id": tenant_id,
+        },
+    ):
+        await _execute_message(run_id, tenant_id)
+
+
+async def _execute_message(run_id: str, tenant_id: str) -> None:
     owner = QUEUED + new_id()
     async with capacity().slot(wait=None):
         with watch(run_id) as wakes:

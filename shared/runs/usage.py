@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col
+
+from shared.agents.configured import bound_of
 from shared.core.settings import get_settings
+from shared.db.models import Run
 from shared.platform.offline_model import OFFLINE_MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -74,3 +82,56 @@ def current_model() -> str:
     """The model runs use under the current settings (the offline model's name when offline)."""
     settings = get_settings()
     return OFFLINE_MODEL_NAME if settings.model_provider == "offline" else settings.model_name
+
+
+COUNTERS = ("runs", "requests", "input_tokens", "output_tokens", "total_tokens")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class UsageKey:
+    """What usage is counted by: a UTC day (`YYYY-MM-DD`), an agent and its assistant ('')."""
+
+    day: str
+    agent: str
+    assistant_id: str
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def count_runs(
+    connection: AsyncConnection, tenant_id: str, start: datetime, end: datetime
+) -> dict[UsageKey, dict[str, int]]:
+    """Sum a tenant's runs created in [start, end) by day, agent and assistant."""
+    rows = await connection.execute(
+        select(
+            col(Run.agent),
+            col(Run.config),
+            col(Run.created_at),
+            col(Run.requests),
+            col(Run.input_tokens),
+            col(Run.output_tokens),
+            col(Run.total_tokens),
+        ).where(
+            col(Run.tenant_id) == tenant_id,
+            col(Run.created_at) >= start,
+            col(Run.created_at) < end,
+        )
+    )
+    totals: dict[UsageKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+    for agent, config, created, requests, input_tokens, output_tokens, total_tokens in rows:
+        bound = bound_of(config)
+        key = UsageKey(
+            day=_aware(created).astimezone(UTC).date().isoformat(),
+            agent=agent,
+            assistant_id=bound[0] if bound else "",
+        )
+        row = totals[key]
+        row["runs"] += 1
+        row["requests"] += requests
+        row["input_tokens"] += input_tokens
+        row["output_tokens"] += output_tokens
+        row["total_tokens"] += total_tokens
+    return dict(totals)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, Final
 
 from sqlalchemy import bindparam, func, select
 
+from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.db import direct
 from shared.db.direct import Tx
@@ -280,23 +280,15 @@ def _poll(tx: Tx, remote: list[str], local: list[str]) -> tuple[dict[str, RunSta
     return states, cancelled
 
 
-_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RunPoller] = (
-    weakref.WeakKeyDictionary()
-)
-
-
+@service("run_poller", per_loop=True)
 def get_poller() -> RunPoller:
     """This event loop's poller (the fallback; built on first use)."""
-    loop = asyncio.get_running_loop()
-    poller = _POLLERS.get(loop)
-    if poller is None:
-        poller = _POLLERS[loop] = RunPoller()
-    return poller
+    return RunPoller()
 
 
 async def close_pollers() -> None:
     """Stop this loop's poller (tests, shutdown)."""
-    poller = _POLLERS.pop(asyncio.get_running_loop(), None)
+    poller = get_poller.pop_here()
     if poller is not None:
         await poller.close()
 

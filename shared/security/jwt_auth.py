@@ -10,6 +10,8 @@ other users see only their own and granted ones (shared/security/thread_access.p
 JWKS documents are fetched over HTTPS (plain HTTP only on loopback, for tests and local IdPs),
 cached per URL for `JWKS_TTL_SECONDS`, and refetched when a token names an unknown `kid`
 (key rotation), at most once per `JWKS_MIN_REFRESH_SECONDS` so bogus kids cannot hammer the IdP.
+A fetch that fails in transit or gets 408/429/5xx is retried (shared/core/retries.py: 3 attempts,
+jittered backoff) before the cache falls back to its stale keys.
 
 `X-MS-CLIENT-PRINCIPAL` (base64 JSON set by Azure Container Apps built-in authentication) is
 trusted only when ASCENT_TRUST_ACA_AUTH=true: the header proves nothing by itself, because any
@@ -27,7 +29,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +38,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.errors import Unauthorized, ValidationFailed
+from shared.core.retries import outbound, retryable_http
+from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.db.engine import db_session
 from shared.db.security_models import TenantIdentity
@@ -63,6 +66,15 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 Fetch = Callable[[str], Awaitable[dict[str, Any]]]
 
 
+@outbound(on=retryable_http)
+async def _get_jwks(url: str) -> httpx.Response:
+    """One GET of the JWKS, retried on a transport failure, 429 or 5xx (a GET is idempotent)."""
+    async with httpx.AsyncClient(timeout=JWKS_TIMEOUT_SECONDS, follow_redirects=False) as client:
+        response = await client.get(url, headers={"Accept": "application/json"})
+    response.raise_for_status()
+    return response
+
+
 def check_jwks_url(url: str) -> str:
     """Return the URL if it is HTTPS (or HTTP on loopback); raise ValidationFailed otherwise."""
     parts = urlsplit(url)
@@ -76,9 +88,7 @@ def check_jwks_url(url: str) -> str:
 async def fetch_jwks(url: str) -> dict[str, Any]:
     """GET a JWKS document (no redirects, bounded size and time) and return it parsed."""
     check_jwks_url(url)
-    async with httpx.AsyncClient(timeout=JWKS_TIMEOUT_SECONDS, follow_redirects=False) as client:
-        response = await client.get(url, headers={"Accept": "application/json"})
-    response.raise_for_status()
+    response = await _get_jwks(url)
     if len(response.content) > MAX_JWKS_BYTES:
         raise ValueError("JWKS document too large")
     data = response.json()
@@ -148,7 +158,7 @@ class JwksCache:
         return key
 
 
-@lru_cache(maxsize=1)
+@service("jwks")
 def get_jwks_cache() -> JwksCache:
     """The process-wide JWKS cache (keys are public, so sharing them across tenants is safe)."""
     return JwksCache()

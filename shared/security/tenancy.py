@@ -272,7 +272,7 @@ class KeyList(BaseModel):
 
 
 class WebhookSecretOut(BaseModel):
-    """A tenant's webhook signing secret (HMAC-SHA256 key; see shared.outbox.webhooks)."""
+    """A tenant's webhook signing secret, `whsec_...` (see shared.outbox.webhooks)."""
 
     tenant_id: str
     secret: str

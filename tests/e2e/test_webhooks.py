@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -11,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
-from shared.outbox.webhooks import verify
 from tests.conftest import BACKENDS, POSTGRES_URL, DevHost, start_devhost
 
 ADMIN_KEY = "admin-" + "k" * 40
@@ -97,17 +96,35 @@ def _run(host: DevHost, url: str) -> dict[str, object]:
     return dict(response.json()["run"]) if "run" in response.json() else dict(response.json())
 
 
-def test_the_webhook_is_signed_with_the_tenant_secret(host: DevHost, receiver: Receiver) -> None:
-    """The run's POST carries an HMAC-SHA256 over timestamp.body that the secret verifies."""
+def test_the_webhook_verifies_with_the_standard_webhooks_library(
+    host: DevHost, receiver: Receiver
+) -> None:
+    """The `standardwebhooks` library, given the tenant's `whsec_` secret, verifies the POST."""
     run = _run(host, receiver.url)
     _wait_for(lambda: len(receiver.requests) >= 1)
     headers, body = receiver.requests[0]
-    assert headers["x-ascent-signature"].startswith("sha256=")
-    assert verify(_secret(host), headers["x-ascent-timestamp"], body, headers["x-ascent-signature"])
-    assert not verify("wrong", headers["x-ascent-timestamp"], body, headers["x-ascent-signature"])
-    sent = json.loads(body)
+    secret = _secret(host)
+    assert secret.startswith("whsec_")
+    sent = Webhook(secret).verify(body, headers)
     assert sent["run_id"] == run["run_id"]
     assert sent["status"] == "success"
+    assert headers["webhook-id"]
+
+
+def test_a_tampered_webhook_is_refused_by_the_library(host: DevHost, receiver: Receiver) -> None:
+    """A changed body, another message id or another secret fails Standard Webhooks verification."""
+    _run(host, receiver.url)
+    _wait_for(lambda: len(receiver.requests) >= 1)
+    headers, body = receiver.requests[0]
+    webhook = Webhook(_secret(host))
+    tampered = body.replace(b'"success"', b'"error"')
+    assert tampered != body
+    with pytest.raises(WebhookVerificationError):
+        webhook.verify(tampered, headers)
+    with pytest.raises(WebhookVerificationError):
+        webhook.verify(body, {**headers, "webhook-id": headers["webhook-id"] + "x"})
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "A" * 43 + "=").verify(body, headers)
 
 
 def test_a_failing_webhook_is_retried_until_it_succeeds_and_recorded(
@@ -117,7 +134,7 @@ def test_a_failing_webhook_is_retried_until_it_succeeds_and_recorded(
     receiver.statuses[:] = [500, 500]
     run = _run(host, receiver.url)
     _wait_for(lambda: len(receiver.requests) >= 3)
-    ids = {h["x-ascent-event-id"] for h, _ in receiver.requests}
+    ids = {h["webhook-id"] for h, _ in receiver.requests}
     assert len(ids) == 1  # the same event every time, so receivers can deduplicate
 
     def delivered() -> bool:

@@ -18,7 +18,8 @@ this. It implements exactly what `DaprClient` + the Agents SDK's `DaprSession` c
 - gRPC `PublishEvent` (what `DaprClient.publish_event` calls): recorded in `published` (pubsub
   name, topic, data, content type, metadata) in arrival order; an unknown pub/sub component is
   `INVALID_ARGUMENT` "pubsub X is not found" as in daprd. Setting `publish_failing = True`
-  makes every publish fail `UNAVAILABLE` (the broker is unreachable) until it is set back.
+  makes every publish fail `UNAVAILABLE` (the broker is unreachable) until it is set back;
+  `pubsub.fail_next = N` makes only the next N fail so (a transient blip).
 
 Every other Dapr method answers `UNIMPLEMENTED` (the generated servicer's default), so a new
 call in our code fails loudly here until the fake learns it. `calls` counts requests per method.
@@ -166,6 +167,7 @@ class PubSub:
         self.names = frozenset(names)
         self.published: list[Published] = []
         self.failing = False
+        self.fail_next = 0  # the next N publishes fail UNAVAILABLE, then they are accepted
         self._lock = threading.Lock()
 
     def publish(self, item: Published) -> None:
@@ -175,7 +177,8 @@ class PubSub:
                 raise _Abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"pubsub {item.pubsub_name} is not found"
                 )
-            if self.failing:
+            if self.failing or self.fail_next > 0:
+                self.fail_next = max(0, self.fail_next - 1)
                 raise _Abort(
                     grpc.StatusCode.UNAVAILABLE,
                     f"error when publish to topic {item.topic} in pubsub {item.pubsub_name}: "

@@ -124,6 +124,7 @@ async def make_run(
     user_id: str | None = "user-1",
     tokens: tuple[int, int] = (10, 5),
     events: int = 0,
+    config: dict[str, Any] | None = None,
 ) -> str:
     """A run (finished unless told otherwise) with usage and `events` stream events."""
     run_id = new_id()
@@ -141,6 +142,7 @@ async def make_run(
                 input_tokens=tokens[0],
                 output_tokens=tokens[1],
                 total_tokens=sum(tokens),
+                config=config,
                 created_at=created_at,
                 finished_at=finished_at
                 if finished_at is not None or status == "pending"

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import stamina
 
+from shared.core.retries import retry_counts
 from shared.outbox import events
 from shared.outbox.drain import drain
 from shared.outbox.events import RUN_COMPLETED, RUN_CREATED, RUN_STARTED
@@ -31,6 +33,14 @@ def sidecar(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaprSidecar]:
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         yield fake
+
+
+@pytest.fixture(autouse=True)
+def no_retry_waits() -> Iterator[None]:
+    """stamina's testing mode: a publish retry takes no time, with the same attempts."""
+    stamina.set_testing(True, attempts=3)
+    yield
+    stamina.set_testing(False)
 
 
 def _received(sidecar: FakeDaprSidecar, subjects: set[str]) -> dict[str, list[int]]:
@@ -90,6 +100,20 @@ async def test_a_broker_outage_loses_no_event_and_keeps_the_order(
     await until(all_published)
     expected = {s: [1] if s == later else [1, 2, 3] for s in subjects}
     assert _received(sidecar, subjects) == expected
+
+
+async def test_a_transient_publish_failure_is_retried_within_the_drain(
+    tenant: str, sidecar: FakeDaprSidecar
+) -> None:
+    """One UNAVAILABLE from the broker is retried at once (counted), not left for a later drain."""
+    subject = str(uuid.uuid4())
+    await record(tenant, subject, RUN_CREATED, run_id=subject)
+    before = sum(n for name, n in retry_counts().items() if "publish" in name)
+    sidecar.pubsub.fail_next = 1
+    report = await drain()
+    assert report.publish_failures == 0
+    assert _received(sidecar, {subject}) == {subject: [1]}
+    assert sum(n for name, n in retry_counts().items() if "publish" in name) == before + 1
 
 
 async def test_two_concurrent_drainers_publish_each_event_once(

@@ -1,4 +1,4 @@
-"""Rate limits and quotas: fixed windows with an injectable clock, in memory and in Redis."""
+"""Rate limits and quotas: moving request windows, fixed token days, in memory and in Redis."""
 
 from __future__ import annotations
 
@@ -24,22 +24,17 @@ from shared.security.ratelimit import (
     run_slot,
 )
 from tests.conftest import DevHost, start_devhost
+from tests.limits_clock import Clock, follow_fake_clock
 
 ALICE = Principal(tenant_id="tenant-a", key_id="key-1")
 ALICE_OTHER_KEY = Principal(tenant_id="tenant-a", key_id="key-2")
 BOB = Principal(tenant_id="tenant-b", key_id="key-3")
 
 
-class Clock:
-    """A settable clock for the limiter."""
-
-    def __init__(self, now: float) -> None:
-        """Start at `now` (seconds since the epoch)."""
-        self.now = now
-
-    def __call__(self) -> float:
-        """The current fake time."""
-        return self.now
+@pytest.fixture(autouse=True)
+def fake_limits_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`limits`' storages count in the test's fake time."""
+    follow_fake_clock(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
@@ -76,9 +71,9 @@ async def _burst(principal: Principal, limiter: MemoryLimiter | RedisLimiter, n:
 
 
 async def test_burst_over_key_limit_is_refused_with_retry_after(limits: None) -> None:
-    """The third request of a key in one minute is refused, retrying when the minute ends."""
+    """A key's third request in a minute is refused until the first has left the window."""
     limiter = MemoryLimiter(Clock(1_000_040.0))
-    assert await _burst(ALICE, limiter, 3) == [0, 0, 40]
+    assert await _burst(ALICE, limiter, 3) == [0, 0, 61]
 
 
 async def test_tenant_limit_spans_its_keys(limits: None) -> None:
@@ -86,7 +81,7 @@ async def test_tenant_limit_spans_its_keys(limits: None) -> None:
     limiter = MemoryLimiter(Clock(1_000_040.0))
     first = await _burst(ALICE, limiter, 2)
     second = await _burst(ALICE_OTHER_KEY, limiter, 2)
-    assert (first, second) == ([0, 0], [0, 40])
+    assert (first, second) == ([0, 0], [0, 61])
 
 
 async def test_other_tenants_are_unaffected(limits: None) -> None:
@@ -192,7 +187,7 @@ async def test_redis_counts_are_shared_by_instances(
     """Requests through two instances count against one budget in Redis."""
     first, second = two_instances
     principal = Principal(tenant_id=f"t-{time.time_ns()}", key_id="k")
-    assert await _burst(principal, first, 1) + await _burst(principal, second, 2) == [0, 0, 40]
+    assert await _burst(principal, first, 1) + await _burst(principal, second, 2) == [0, 0, 61]
 
 
 async def test_redis_run_slots_are_shared_by_instances(

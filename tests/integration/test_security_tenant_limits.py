@@ -46,9 +46,10 @@ from shared.security.tenant_limits import (
     set_tenant_limits,
 )
 from tests.conftest import POSTGRES_URL
+from tests.limits_clock import Clock, follow_fake_clock
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-NOW = 1_000_040.0  # 20 s into a minute: a refused request retries after 40 s
+NOW = 1_000_040.0  # a fake time: every request of a burst lands at this instant
 DEFAULTS = Budgets(
     requests_per_minute=3, key_requests_per_minute=0, concurrent_runs=2, tokens_per_day=100
 )
@@ -58,16 +59,10 @@ DB_BACKENDS = [
 ]
 
 
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: float) -> None:
-        """Start at `now`."""
-        self.now = now
-
-    def __call__(self) -> float:
-        """The current fake time."""
-        return self.now
+@pytest.fixture(autouse=True)
+def fake_limits_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`limits`' storages count in the test's fake time."""
+    follow_fake_clock(monkeypatch)
 
 
 def _reset_caches() -> None:
@@ -198,10 +193,10 @@ async def test_admin_view_shows_overrides_and_effective_budgets(database: None) 
 
 
 async def test_lower_override_refuses_the_tenant_after_its_own_budget(database: None) -> None:
-    """With 1 request per minute, the tenant's second request is refused until the minute ends."""
+    """With 1 request per minute, the tenant's second request is refused for a minute."""
     tenant = await _tenant()
     await _set(tenant, requests_per_minute=1)
-    assert await _burst(tenant, MemoryLimiter(Clock(NOW)), 3) == [0, 40, 40]
+    assert await _burst(tenant, MemoryLimiter(Clock(NOW)), 3) == [0, 61, 61]
 
 
 async def test_tenant_on_the_default_is_unaffected_by_anothers_override(database: None) -> None:
@@ -217,7 +212,7 @@ async def test_higher_override_raises_the_tenants_budget(database: None) -> None
     """With 5 requests per minute, the tenant gets 5 where the default allows 3."""
     tenant = await _tenant()
     await _set(tenant, requests_per_minute=5)
-    assert await _burst(tenant, MemoryLimiter(Clock(NOW)), 6) == [0, 0, 0, 0, 0, 40]
+    assert await _burst(tenant, MemoryLimiter(Clock(NOW)), 6) == [0, 0, 0, 0, 0, 61]
 
 
 async def test_zero_override_turns_the_request_budget_off(database: None) -> None:
@@ -232,7 +227,7 @@ async def test_null_restores_the_default(database: None) -> None:
     tenant = await _tenant()
     await _set(tenant, requests_per_minute=0)
     await _set(tenant, requests_per_minute=None)
-    assert await _burst(tenant, MemoryLimiter(Clock(NOW)), 4) == [0, 0, 0, 40]
+    assert await _burst(tenant, MemoryLimiter(Clock(NOW)), 4) == [0, 0, 0, 61]
 
 
 async def test_key_override_turns_on_a_budget_per_key(database: None) -> None:
@@ -242,7 +237,7 @@ async def test_key_override_turns_on_a_budget_per_key(database: None) -> None:
     limiter = MemoryLimiter(Clock(NOW))
     first = await _burst(tenant, limiter, 2, key="one")
     second = await _burst(tenant, limiter, 2, key="two")
-    assert (first, second) == ([0, 40], [0, 40])
+    assert (first, second) == ([0, 61], [0, 61])
 
 
 # --- concurrent runs and tokens per day ------------------------------------------------------
@@ -302,7 +297,7 @@ async def test_a_change_applies_at_once_on_the_instance_that_made_it(database: N
     limiter = MemoryLimiter(Clock(NOW))
     assert await _burst(tenant, limiter, 1) == [0]  # the default is now cached here
     await _set(tenant, requests_per_minute=1)
-    assert await _burst(tenant, limiter, 1) == [40]
+    assert await _burst(tenant, limiter, 1) == [61]
 
 
 @pytest.fixture

@@ -152,7 +152,8 @@ class TestTriggerMetadata:
 
 class TestImportIsSideEffectFree:
     def test_import_does_no_io(self, tmp_path: Path) -> None:
-        """Importing function_app with an unreachable database succeeds and writes nothing."""
+        """Importing function_app with an unreachable database succeeds and writes nothing; with
+        both telemetry exporters set, it loads neither (they load on first use)."""
         # MODEL_PROVIDER=openai without a key is invalid too: an import that read settings fails.
         data_dir = tmp_path / "data"
         data_dir.mkdir()
@@ -161,10 +162,16 @@ class TestImportIsSideEffectFree:
             "ASCENT_DATA_DIR": str(data_dir),
             "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x",
             "MODEL_PROVIDER": "openai",
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=0;IngestionEndpoint=http://127.0.0.1:1/",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
         }
         env.pop("OPENAI_API_KEY", None)
+        heavy = "('opentelemetry.sdk', 'opentelemetry.exporter', 'azure.monitor')"
+        check = (
+            f"import sys, function_app; print([m for m in sys.modules if m.startswith({heavy})])"
+        )
         done = subprocess.run(
-            [sys.executable, "-c", "import function_app"],
+            [sys.executable, "-c", check],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -173,6 +180,7 @@ class TestImportIsSideEffectFree:
         )
         assert done.returncode == 0, done.stderr
         assert list(data_dir.iterdir()) == []
+        assert done.stdout.strip() == "[]"
 
     def test_mcp_tool_server_loads_on_first_request_only(self) -> None:
         """Indexing the app does not load the MCP tool server (it is built on the first call)."""

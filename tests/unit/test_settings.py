@@ -104,18 +104,26 @@ class TestProviderValidation:
 
 
 class TestExportsTraces:
-    def test_exports_with_openai_and_a_key(self) -> None:
-        """Traces are exported with the openai provider and a key."""
-        assert settings(MODEL_PROVIDER="openai", OPENAI_API_KEY="sk-real").exports_traces
+    def test_exports_with_openai_a_key_and_the_setting(self) -> None:
+        """Traces go to OpenAI with the openai provider, a key and ASCENT_TRACE_EXPORT=true."""
+        s = settings(MODEL_PROVIDER="openai", OPENAI_API_KEY="sk-real", ASCENT_TRACE_EXPORT="true")
+        assert s.exports_traces
+
+    def test_does_not_export_unless_asked(self) -> None:
+        """A real OpenAI key alone does not send traces to OpenAI (the setting defaults off)."""
+        assert not settings(MODEL_PROVIDER="openai", OPENAI_API_KEY="sk-real").exports_traces
 
     def test_does_not_export_offline_even_with_a_key(self) -> None:
         """The offline model never exports traces, key or not."""
-        assert not settings(OPENAI_API_KEY="sk-real").exports_traces
+        assert not settings(OPENAI_API_KEY="sk-real", ASCENT_TRACE_EXPORT="true").exports_traces
 
     def test_does_not_export_for_compatible_endpoints(self) -> None:
         """An OpenAI-compatible endpoint does not send traces to OpenAI."""
         s = settings(
-            MODEL_PROVIDER="compatible", OPENAI_BASE_URL="http://x/v1", OPENAI_API_KEY="sk-real"
+            MODEL_PROVIDER="compatible",
+            OPENAI_BASE_URL="http://x/v1",
+            OPENAI_API_KEY="sk-real",
+            ASCENT_TRACE_EXPORT="true",
         )
         assert not s.exports_traces
 

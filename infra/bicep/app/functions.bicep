@@ -11,7 +11,6 @@ param registryServer string
 param identityId string
 param identityClientId string
 param storageAccountName string
-param applicationInsightsConnectionString string
 
 @description('The settings the code reads (shared/core/settings.py), built once in main.bicep for the app and the jobs.')
 param env array
@@ -26,12 +25,12 @@ param maxReplicas int = 10
 param cpu string = '0.5'
 param memory string = '1Gi'
 
-// Platform settings the Functions host reads (not the code): identity-based host storage and telemetry.
+// Platform settings the Functions host reads (not the code): identity-based host storage and
+// telemetry auth (APPLICATIONINSIGHTS_CONNECTION_STRING is a setting of `env`: the code reads it too).
 var platformEnv = [
   { name: 'AzureWebJobsStorage__accountName', value: storageAccountName }
   { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
   { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
-  { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: applicationInsightsConnectionString }
   // Application Insights has local auth disabled: the host sends telemetry with the identity.
   { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD;ClientId=${identityClientId}' }
 ]
