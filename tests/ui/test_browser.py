@@ -1,26 +1,24 @@
 """The UI in a real browser: Playwright drives Debian's Chromium against the real UI process and
-a real dev host (one of each for the module, one browser, one signed-in session reused).
+the real dev host (both shared with the client tests: tests/ui/conftest.py).
 
+One browser and one signed-in browser context for the module: each test opens its own page
+(a page is a new Chainlit chat session), so only the first page pays for loading the app.
 Each test saves a screenshot of its final state under test-artifacts/ui/ (gitignored).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.ui.ui_support import (
-    CHROMIUM,
-    Stack,
-    rate_limited_key,
-    require_ui_tools,
-    screenshot_path,
-    start_stack,
-)
+from local.uihost import UiProcess, wait_ready
+from tests.conftest import DevHost
+from tests.ui.ui_support import CHROMIUM, rate_limited_key, require_ui_tools, screenshot_path
 
 pytestmark = pytest.mark.e2e
 
@@ -35,30 +33,21 @@ def settle_background_tasks() -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The API dev host and the UI process, shared by the module."""
-    require_ui_tools(browser=True)
-    started = start_stack(tmp_path_factory.mktemp("ui-browser"))
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, launched by path (no browser download)."""
+def browser(ui_process: UiProcess) -> Iterator[Browser]:
+    """Debian's Chromium, headless, launched by path (no browser download) while the UI starts."""
     require_ui_tools(browser=True)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        wait_ready(ui_process)
         yield launched
         launched.close()
 
 
-def sign_in(browser: Browser, stack: Stack, key: str, name: str = "ada") -> Page:
-    """A new browser context signed in through the UI's login form."""
-    context = browser.new_context()
+def sign_in(context: BrowserContext, ui: UiProcess, key: str, name: str = "ada") -> Page:
+    """Open the UI in `context` and submit its login form."""
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.goto(stack.ui.url)
+    page.goto(ui.url)
     page.locator("#email").fill(name)
     page.locator("#password").fill(key)
     page.locator("button[type=submit]").click()
@@ -66,30 +55,27 @@ def sign_in(browser: Browser, stack: Stack, key: str, name: str = "ada") -> Page
 
 
 @pytest.fixture(scope="module")
-def session_state(browser: Browser, stack: Stack) -> dict[str, Any]:
-    """The cookies of one signed-in session, reused by the tests that chat."""
-    page = sign_in(browser, stack, stack.host.api_key)
+def signed_in(browser: Browser, ui_process: UiProcess, host: DevHost) -> Iterator[BrowserContext]:
+    """One browser context signed in with the development key through the login form."""
+    context = browser.new_context()
+    page = sign_in(context, ui_process, host.api_key)
     expect(page.locator("#chat-input")).to_be_visible()
-    # Only the session cookie: Chainlit keeps its chat session id in the page's storage, and a
-    # test that inherited it would continue the previous test's chat (and its thread).
-    state: dict[str, Any] = {"cookies": page.context.storage_state()["cookies"], "origins": []}
-    page.context.close()
-    return state
+    page.close()
+    yield context
+    context.close()
 
 
 @pytest.fixture
 def chat(
-    browser: Browser, stack: Stack, session_state: dict[str, Any], request: pytest.FixtureRequest
+    signed_in: BrowserContext, ui_process: UiProcess, request: pytest.FixtureRequest
 ) -> Iterator[Page]:
-    """A fresh chat page of the signed-in user (default agent: triage)."""
-    context = browser.new_context(storage_state=session_state)  # type: ignore[arg-type]
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.goto(stack.ui.url)
-    expect(page.get_by_text("Reviewer inbox")).to_be_visible()
+    """A new chat (a new page: a new Chainlit session) of the signed-in user; agent: triage."""
+    page = signed_in.new_page()
+    page.goto(ui_process.url)
+    expect(page.locator("#chat-submit")).to_be_attached()
     yield page
     page.screenshot(path=screenshot_path(request.node.name + "_last"))
-    context.close()
+    page.close()
 
 
 def send(page: Page, text: str) -> None:
@@ -108,18 +94,22 @@ def answers(page: Page) -> Any:
 
 
 def test_sign_in_with_the_development_key(
-    browser: Browser, stack: Stack, request: pytest.FixtureRequest
-) -> None:
-    """A wrong key is refused on the login form; the development key opens the chat."""
-    page = sign_in(browser, stack, "asc_000000000000_wrong")
+    browser: Browser, signed_in: BrowserContext, ui_process: UiProcess,
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    """A wrong key is refused on the login form; the development key (the module's signed-in
+    context, signed in through the same form) opens the chat."""
+    refused = browser.new_context()
+    page = sign_in(refused, ui_process, "asc_000000000000_wrong")
     expect(page.get_by_text("Reviewer inbox")).not_to_be_visible()
     expect(page.locator("#password")).to_be_visible()
-    page.context.close()
-    page = sign_in(browser, stack, stack.host.api_key)
+    refused.close()
+    page = signed_in.new_page()
+    page.goto(ui_process.url)
     expect(page.get_by_text("Reviewer inbox")).to_be_visible()
     expect(page.locator("#chat-input")).to_be_visible()
     page.screenshot(path=screenshot_path(request.node.name))
-    page.context.close()
+    page.close()
 
 
 def test_two_turns_where_the_second_remembers_the_first(
@@ -133,29 +123,32 @@ def test_two_turns_where_the_second_remembers_the_first(
     chat.screenshot(path=screenshot_path(request.node.name))
 
 
-def test_streamed_text_grows_token_by_token(chat: Page, request: pytest.FixtureRequest) -> None:
-    """The answer's text grows on screen in many steps (tokens as they arrive), not at once.
-
-    Limit: the offline model finishes a run in milliseconds, so the browser cannot observe a
-    token before the API records the end; tests/ui/test_client.py shows the stream's tokens
-    arriving before its `end` event, and this test that the page renders them one by one.
-    """
+def test_streamed_text_appears_before_the_run_ends(
+    chat: Page, host: DevHost, request: pytest.FixtureRequest
+) -> None:
+    """Part of the answer is on screen before the API records the run's end: the page's first
+    partial answer is older than the run's `updated_at` (same clock: one machine)."""
     chat.evaluate(
         """() => {
-          window.__seen = [];
+          window.__partial = null;
           new MutationObserver(() => {
             const all = document.querySelectorAll('[data-step-type="assistant_message"]');
-            const last = all[all.length - 1];
-            if (last) window.__seen.push(last.innerText.trim());
+            const text = all.length ? all[all.length - 1].innerText : '';
+            if (window.__partial === null && text.includes('word0') && !text.includes('word59'))
+              window.__partial = Date.now();
           }).observe(document.body, {subtree: true, childList: true, characterData: true});
         }"""
     )
-    words = " ".join(f"word{i}" for i in range(300))
+    words = " ".join(f"word{i}" for i in range(60))
     send(chat, f"Please repeat: {words}")
-    expect(answers(chat).filter(has_text="word299")).to_be_visible()
-    seen: list[str] = chat.evaluate("window.__seen")
-    partial = {t for t in seen if "word0" in t and "word299" not in t}
-    assert len(partial) > 10, "the answer did not grow in steps"
+    expect(answers(chat).filter(has_text="word59")).to_be_visible()
+    partial_ms: int | None = chat.evaluate("window.__partial")
+    assert partial_ms is not None, "the answer never showed partly"
+    with httpx.Client(base_url=host.base_url, headers=host.headers) as api:
+        thread = api.post("/threads/search", json={"limit": 1}).json()[0]
+        run = api.get(f"/threads/{thread['thread_id']}/runs").json()[0]
+    assert words in run["output"]
+    assert partial_ms < datetime.fromisoformat(run["updated_at"]).timestamp() * 1000
     chat.screenshot(path=screenshot_path(request.node.name))
 
 
@@ -171,11 +164,10 @@ def test_a_tool_step_and_a_handoff_are_visible(chat: Page, request: pytest.Fixtu
     chat.screenshot(path=screenshot_path(request.node.name))
 
 
-def _paused_review(page: Page, stack: Stack) -> str:
+def _paused_review(page: Page) -> str:
     """Ask for a refund in the chat; return the review the approval card shows."""
     send(page, "please issue a refund of 40")
-    card = page.get_by_text("Approval needed")
-    expect(card).to_be_visible()
+    expect(page.get_by_text("Approval needed")).to_be_visible()
     expect(page.get_by_text("risk class: spend")).to_be_visible()
     buttons = page.locator('button[id^="approve-"]')
     expect(buttons).to_have_count(1)
@@ -183,51 +175,68 @@ def _paused_review(page: Page, stack: Stack) -> str:
 
 
 def test_a_refund_approved_in_the_inbox_finishes_in_the_chat(
-    chat: Page, browser: Browser, stack: Stack, session_state: dict[str, Any],
+    chat: Page, signed_in: BrowserContext, ui_process: UiProcess,
     request: pytest.FixtureRequest,
 ) -> None:  # fmt: skip
-    """The requester's chat pauses; a reviewer approves it in the inbox (another page); the
-    requester's chat shows the refund issued."""
-    review_id = _paused_review(chat, stack)
-    reviewer = browser.new_context(storage_state=session_state)  # type: ignore[arg-type]
-    reviewer.set_default_timeout(TIMEOUT_MS)
-    inbox = reviewer.new_page()
-    inbox.goto(stack.ui.url)
+    """The requester's chat pauses; a reviewer approves it in the inbox (another chat session);
+    the requester's chat shows the refund issued."""
+    review_id = _paused_review(chat)
+    inbox = signed_in.new_page()
+    inbox.goto(ui_process.url)
     inbox.get_by_text("Reviewer inbox").click()
     expect(inbox.get_by_text("Audit trail").first).to_be_visible()
     expect(inbox.get_by_text("please issue a refund of 40").first).to_be_visible()
     inbox.locator(f'[id="approve-{review_id}"]').click()
     expect(inbox.get_by_text(f"Approved review {review_id[:8]}")).to_be_visible()
     inbox.screenshot(path=screenshot_path(request.node.name + "_inbox"))
-    reviewer.close()
+    inbox.close()
     expect(answers(chat).filter(has_text="Refund of 40.00 issued")).to_be_visible()
     chat.screenshot(path=screenshot_path(request.node.name))
 
 
 def test_a_rejected_refund_is_not_issued(
-    chat: Page, stack: Stack, request: pytest.FixtureRequest
+    chat: Page, host: DevHost, request: pytest.FixtureRequest
 ) -> None:
     """Rejecting inline records the decision; the run goes on and says it was not approved."""
-    review_id = _paused_review(chat, stack)
+    review_id = _paused_review(chat)
     chat.locator(f'[id="reject-{review_id}"]').click()
     expect(chat.get_by_text(f"Rejected review {review_id[:8]}")).to_be_visible()
     expect(chat.locator(f'[id="approve-{review_id}"]')).to_have_count(0)
     expect(answers(chat).filter(has_text="not approved").last).to_be_visible()
-    with httpx.Client(base_url=stack.host.base_url, headers=stack.host.headers) as api:
+    with httpx.Client(base_url=host.base_url, headers=host.headers) as api:
         review = api.get(f"/reviews/{review_id}").json()
     assert review["status"] == "rejected" and review["decided_by"] == "ada"
     chat.screenshot(path=screenshot_path(request.node.name))
 
 
+def test_usage_shows_the_tenants_tokens_per_agent(
+    chat: Page, host: DevHost, request: pytest.FixtureRequest
+) -> None:
+    """After a turn, the usage view's row for the agent holds the API's runs and tokens for it
+    (today is counted live), with the plot."""
+    send(chat, "Hello from the usage test")
+    expect(answers(chat).filter(has_text="Hello from the usage test")).to_be_visible()
+    with httpx.Client(base_url=host.base_url, headers=host.headers) as api:
+        rows = [r for r in api.get("/usage").json()["rows"] if r["agent"] == "triage"]
+    runs, tokens = sum(r["runs"] for r in rows), sum(r["total_tokens"] for r in rows)
+    assert runs >= 1 and tokens > 0
+    send(chat, "/usage")
+    row = answers(chat).locator("tr").filter(has_text="triage")
+    expect(row.locator("td")).to_have_text(["triage", str(runs), str(tokens), "0.0000"])
+    expect(answers(chat).locator('img[alt="usage.svg"]')).to_be_visible()
+    chat.screenshot(path=screenshot_path(request.node.name))
+
+
 def test_a_429_is_shown_as_a_message(
-    browser: Browser, stack: Stack, request: pytest.FixtureRequest
+    browser: Browser, host: DevHost, ui_process: UiProcess, request: pytest.FixtureRequest
 ) -> None:
     """A tenant over its rate limit sees the limit and its Retry-After, not a stack trace."""
-    key = rate_limited_key(stack.host.base_url, per_minute=1)
+    key = rate_limited_key(host.base_url, per_minute=1)
     # Signing in spends the minute's one request; opening the chat needs more (its agents).
-    page = sign_in(browser, stack, key, name="busy")
+    context = browser.new_context()
+    page = sign_in(context, ui_process, key, name="busy")
     expect(page.get_by_text("Too many requests: the rate limit was reached.").first).to_be_visible()
     expect(page.get_by_text("Try again in").first).to_be_visible()
     expect(page.get_by_text("Traceback")).to_have_count(0)
     page.screenshot(path=screenshot_path(request.node.name))
-    page.context.close()
+    context.close()

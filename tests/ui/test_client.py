@@ -1,12 +1,13 @@
 """The UI's API client (ui/ascent_ui/client.py) against a real dev host: data, errors, streams.
 
-One dev host (SQLite) for the module: the client is an HTTP client, so the API's backends are
-covered by the API's own tests. The client's errors are the messages people read in the UI.
+One dev host (SQLite), shared with the browser tests (tests/ui/conftest.py): the client is an
+HTTP client, so the API's backends are covered by the API's own tests. The client's errors are
+the messages people read in the UI.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,22 +15,10 @@ from ascent_ui.client import ApiError, AscentClient, StreamCursor, StreamEvent, 
 from ascent_ui.events import Approval, Ended, Interpreter, Shown, TextDelta, ToolCall, ToolResult
 
 from local.devhost_process import free_port
-from tests.conftest import DevHost, start_devhost
-from tests.security_support import ADMIN_KEY
-from tests.ui.ui_support import rate_limited_key, require_ui_tools
+from tests.conftest import DevHost
+from tests.ui.ui_support import rate_limited_key
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHost]:
-    """One dev host with the admin key (for a rate-limited tenant), shared by the module."""
-    require_ui_tools(browser=False)
-    started = start_devhost(
-        tmp_path_factory.mktemp("ui-client"), extra_env={"ASCENT_ADMIN_KEY": ADMIN_KEY}
-    )
-    yield started
-    started.stop()
 
 
 async def _run(client: AscentClient, agent: str, text: str) -> tuple[str, str]:
@@ -204,3 +193,20 @@ async def test_resume_history_reads_the_threads_items(host: DevHost) -> None:
     assert thread_id in listed
     assert [e.role for e in entries] == ["user", "tool", "assistant"]
     assert entries[1].tool == "calculate" and (entries[1].output or "").endswith("84")
+
+
+async def test_usage_counts_a_finished_run(host: DevHost) -> None:
+    """A finished run's tokens are in today's usage row for its agent, as the API counts them."""
+    async with AscentClient(host.base_url, host.api_key) as client:
+
+        async def assistant_tokens() -> int:
+            rows = (await client.usage())["rows"]
+            return sum(int(r["total_tokens"]) for r in rows if r["agent"] == "assistant")
+
+        before = await assistant_tokens()
+        thread_id, run_id = await _run(client, "assistant", "what is 2 + 2?")
+        [_ async for _ in client.stream_run(thread_id, run_id)]
+        run = await client.run(thread_id, run_id)
+        after = await assistant_tokens()
+    assert run["usage"]["total_tokens"] > 0
+    assert after - before == run["usage"]["total_tokens"]

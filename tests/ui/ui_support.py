@@ -1,35 +1,23 @@
-"""Helpers of the UI tests: a dev host plus the real UI process, Chromium, and the chat page."""
+"""Helpers of the UI tests: tool checks, rate-limited tenants, screenshot paths."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from local.uihost import UI_PYTHON, UiProcess, spawn_ui, wait_ready
-from tests.conftest import DevHost, start_devhost
-from tests.security_support import ADMIN_KEY, admin, new_tenant_with_key
+from local.uihost import UI_PYTHON
+from tests.security_support import admin, new_tenant_with_key
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 CHROMIUM = os.environ.get("ASCENT_CHROMIUM", "/usr/bin/chromium")
-
-
-@dataclass
-class Stack:
-    """A dev host (API) and the UI process pointed at it."""
-
-    host: DevHost
-    ui: UiProcess
-
-    def stop(self) -> None:
-        """Stop the UI, then the API."""
-        self.ui.stop()
-        self.host.stop()
+# The shared dev host's offline model pauses this long before each streamed text chunk, so a
+# browser sees an answer grow while its run is still going (a 60-word answer takes ~0.6 s).
+TOKEN_DELAY_MS = 10
 
 
 def require_ui_tools(*, browser: bool) -> None:
@@ -42,18 +30,6 @@ def require_ui_tools(*, browser: bool) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-
-
-def start_stack(data_dir: Path) -> Stack:
-    """A dev host with the platform admin key (to make rate-limited tenants) and the UI."""
-    host = start_devhost(data_dir, extra_env={"ASCENT_ADMIN_KEY": ADMIN_KEY})
-    try:
-        ui = spawn_ui(host.base_url, data_dir / "ui")
-        wait_ready(ui)
-    except BaseException:
-        host.stop()
-        raise
-    return Stack(host, ui)
 
 
 def rate_limited_key(base_url: str, per_minute: int) -> str:
