@@ -1,8 +1,9 @@
 """The UI in a real browser: Playwright drives Debian's Chromium against the real UI process and
 the real dev host (both shared with the client tests: tests/ui/conftest.py).
 
-One browser and one signed-in browser context for the module: each test opens its own page
-(a page is a new Chainlit chat session), so only the first page pays for loading the app.
+One browser, one signed-in and one signed-out browser context for the module: each test opens
+its own page (a page is a new Chainlit chat session), so only a context's first page loads the
+app cold.
 Each test saves a screenshot of its final state under test-artifacts/ui/ (gitignored).
 """
 
@@ -65,6 +66,23 @@ def signed_in(browser: Browser, ui_process: UiProcess, host: DevHost) -> Iterato
     context.close()
 
 
+@pytest.fixture(scope="module")
+def _signed_out_context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context()
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def signed_out(_signed_out_context: BrowserContext) -> BrowserContext:
+    """A context with no session (its cookies cleared), kept for the module so that only its
+    first page loads the app cold."""
+    _signed_out_context.clear_cookies()
+    for page in _signed_out_context.pages:
+        page.close()
+    return _signed_out_context
+
+
 @pytest.fixture
 def chat(
     signed_in: BrowserContext, ui_process: UiProcess, request: pytest.FixtureRequest
@@ -94,16 +112,15 @@ def answers(page: Page) -> Any:
 
 
 def test_sign_in_with_the_development_key(
-    browser: Browser, signed_in: BrowserContext, ui_process: UiProcess,
+    signed_out: BrowserContext, signed_in: BrowserContext, ui_process: UiProcess,
     request: pytest.FixtureRequest,
 ) -> None:  # fmt: skip
     """A wrong key is refused on the login form; the development key (the module's signed-in
     context, signed in through the same form) opens the chat."""
-    refused = browser.new_context()
-    page = sign_in(refused, ui_process, "asc_000000000000_wrong")
+    page = sign_in(signed_out, ui_process, "asc_000000000000_wrong")
     expect(page.get_by_text("Reviewer inbox")).not_to_be_visible()
     expect(page.locator("#password")).to_be_visible()
-    refused.close()
+    page.close()
     page = signed_in.new_page()
     page.goto(ui_process.url)
     expect(page.get_by_text("Reviewer inbox")).to_be_visible()
@@ -230,15 +247,15 @@ def test_usage_shows_the_tenants_tokens_per_agent(
 
 
 def test_a_429_is_shown_as_a_message(
-    browser: Browser, host: DevHost, ui_process: UiProcess, request: pytest.FixtureRequest
-) -> None:
+    signed_out: BrowserContext, host: DevHost, ui_process: UiProcess,
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
     """A tenant over its rate limit sees the limit and its Retry-After, not a stack trace."""
     key = rate_limited_key(host.base_url, per_minute=1)
     # Signing in spends the minute's one request; opening the chat needs more (its agents).
-    context = browser.new_context()
-    page = sign_in(context, ui_process, key, name="busy")
+    page = sign_in(signed_out, ui_process, key, name="busy")
     expect(page.get_by_text("Too many requests: the rate limit was reached.").first).to_be_visible()
     expect(page.get_by_text("Try again in").first).to_be_visible()
     expect(page.get_by_text("Traceback")).to_have_count(0)
     page.screenshot(path=screenshot_path(request.node.name))
-    context.close()
+    page.close()
