@@ -120,3 +120,12 @@ def test_preprovision_makes_the_session_secret_once() -> None:
         script = (ROOT / hooks[shell]["run"]).read_text()
         assert f"azd env get-value {SECRET}" in script and f"azd env set {SECRET}" in script
         assert needle in script, shell
+
+
+def test_the_ui_image_prepares_chainlits_files_before_dropping_root() -> None:
+    """Chainlit writes translations and makes `.files` under the app root at start: the image
+    does both as root at build, then runs as its non-root user, who owns only `.files`."""
+    dockerfile = (UI / "Dockerfile").read_text()
+    init = dockerfile.index("init_config()")
+    assert init < dockerfile.index("chown ui .files") < dockerfile.index("USER ui")
+    assert dockerfile.index("useradd") < init
