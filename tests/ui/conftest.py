@@ -10,27 +10,38 @@ from collections.abc import Iterator
 
 import pytest
 
+from local.devhost_process import wait_healthy
 from local.uihost import UiProcess, spawn_ui
-from tests.conftest import DevHost, start_devhost
+from tests.conftest import DevHost, spawn_devhost
 from tests.security_support import ADMIN_KEY
 from tests.ui.ui_support import TOKEN_DELAY_MS, require_ui_tools
 
 
 @pytest.fixture(scope="package")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHost]:
-    """The API: the platform admin key (for rate-limited tenants) and an offline model that
-    streams at a watchable pace (ASCENT_OFFLINE_TOKEN_DELAY_MS)."""
+def api_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevHost]:
+    """The API, started (not yet healthy): the platform admin key (for rate-limited tenants)
+    and an offline model that streams at a watchable pace (ASCENT_OFFLINE_TOKEN_DELAY_MS)."""
     require_ui_tools(browser=False)
     env = {"ASCENT_ADMIN_KEY": ADMIN_KEY, "ASCENT_OFFLINE_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS)}
-    started = start_devhost(tmp_path_factory.mktemp("ui-api"), extra_env=env)
+    started = spawn_devhost(tmp_path_factory.mktemp("ui-api"), extra_env=env)
     yield started
     started.stop()
 
 
 @pytest.fixture(scope="package")
-def ui_process(host: DevHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiProcess]:
-    """The real UI process against the dev host, started (not yet ready: see `ui_ready`)."""
+def host(api_process: DevHost) -> DevHost:
+    """The API once /api/health answers."""
+    wait_healthy(api_process, poll=0.1)
+    return api_process
+
+
+@pytest.fixture(scope="package")
+def ui_process(
+    api_process: DevHost, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[UiProcess]:
+    """The real UI process against the API, started while the API starts (not yet ready: the
+    browser fixture waits for it); it calls the API only when someone signs in."""
     require_ui_tools(browser=True)
-    started = spawn_ui(host.base_url, tmp_path_factory.mktemp("ui-app"))
+    started = spawn_ui(api_process.base_url, tmp_path_factory.mktemp("ui-app"))
     yield started
     started.stop()
