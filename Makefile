@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: dev test lint typecheck unit bench install lock clean
+.PHONY: dev test lint typecheck unit bench install ui-install lock clean
 
 # The lock files pin every package (the image installs requirements.lock, CI and .venv
 # requirements-dev.lock); requirements*.txt hold the ranges they are compiled from.
@@ -21,14 +21,26 @@ $(VENV)/.installed: requirements.lock requirements-dev.lock
 
 install: $(VENV)/.installed  ## create .venv and install the locked requirements
 
+# The UI (Chainlit) has its own virtualenv: its pins (starlette, fastapi, ...) are not the
+# function app's. pip prints each package as it installs, so a first install shows progress.
+UI_VENV := ui/.venv
+$(UI_VENV)/.installed: ui/requirements.lock
+	$(PYTHON) -m venv $(UI_VENV)
+	@echo "installing the UI's requirements into $(UI_VENV) (Chainlit; first time takes a minute)"
+	$(UI_VENV)/bin/python -m pip install --disable-pip-version-check -r ui/requirements.lock
+	touch $@
+
+ui-install: $(UI_VENV)/.installed  ## create ui/.venv and install the UI's locked requirements
+
 lock: install  ## recompile the lock files after editing requirements.txt or requirements-dev.txt
 	$(UV_COMPILE) requirements.txt -o requirements.lock
 	$(UV_COMPILE) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
+	$(UV_COMPILE) ui/requirements.txt -o ui/requirements.lock
 
-dev: install  ## run the dev host on the embedded default (SQLite, offline model)
-	$(PY) -m local.devhost
+dev: install ui-install  ## run the dev host and the UI on the embedded default (SQLite, offline model)
+	$(PY) -m local.uihost
 
-test: install  ## lint, typecheck, import contracts, then the whole test suite (starts the services it needs)
+test: install ui-install  ## lint, typecheck, import contracts, then the whole test suite (starts the services it needs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -7,9 +7,10 @@ Two files follow the registry:
 - `infra/bicep/app/jobs.json`: one ACA job per entry: name, cron schedule (null = manual
   trigger), command and `replicaTimeout` (the Job's `replica_timeout`, else the value already in
   jobs.json, else 1800 seconds);
-- `azure.yaml`: its services section, the one `functions` service that builds the image. The
-  jobs are no azd services: they run that image (main.bicep passes SERVICE_FUNCTIONS_IMAGE_NAME
-  to them, and the postdeploy hook moves them to each new image), so it is built once.
+- `azure.yaml`: its services section: `functions`, the one service that builds the app's image,
+  and `ui`, the UI tier's own image (ui/Dockerfile). The jobs are no azd services: they run the
+  app's image (main.bicep passes SERVICE_FUNCTIONS_IMAGE_NAME to them, and the postdeploy hook
+  moves them to each new image), so it is built once.
 The Kubernetes stage's manifests follow the registry too: `python -m aca_jobs.k8s`.
 tests/infra fails while a file and the registry disagree.
 """
@@ -40,6 +41,17 @@ _SERVICE = """  {name}:
       platform: linux/amd64
       remoteBuild: true
 """
+# The UI tier: its own project, requirements and Dockerfile (ui/), so its own image.
+_UI_SERVICE = """  ui:
+    project: ./ui
+    language: python
+    host: containerapp
+    docker:
+      path: ./Dockerfile
+      context: .
+      platform: linux/amd64
+      remoteBuild: true
+"""
 
 
 def job_definitions(existing: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -62,10 +74,11 @@ def render(existing: list[dict[str, Any]] | None = None) -> str:
 
 
 def render_azure_yaml(current: str) -> str:
-    """azure.yaml with its services section rebuilt: the function app, the one image build."""
+    """azure.yaml with its services section rebuilt: the function app (the one image the jobs
+    share too) and the UI."""
     head, _, rest = current.partition("services:\n")
     _, _, hooks = rest.partition(_HOOKS_MARKER)
-    services = _SERVICE.format(name="functions")
+    services = _SERVICE.format(name="functions") + _UI_SERVICE
     return f"{head}services:\n{services}{_HOOKS_MARKER}{hooks}"
 
 

@@ -51,6 +51,12 @@ CPU, MEMORY = "500m", "1Gi"
 # The MCP tool server (`python -m mcp_tools`): compose's service name, and Bicep's size.
 MCP_TOOLS = "mcp-tools"
 MCP_TOOLS_CPU, MCP_TOOLS_MEMORY = "250m", "512Mi"
+# The UI tier (ui/, its own image): compose's service name, and Bicep's (app/ui.bicep) size.
+UI = "ui"
+UI_CPU, UI_MEMORY = "500m", "1Gi"
+UI_UID = 10001  # the `ui` user of ui/Dockerfile
+# The UI's session secret comes from the `ascent-secrets` Secret (required).
+UI_SECRET = "CHAINLIT_AUTH_SECRET"  # noqa: S105 - a setting's name
 MAX_REPLICAS = 10  # main.bicep's functionsMaxReplicas default
 QUEUE_LENGTH = "5"  # messages per replica before KEDA adds one
 # A manual ACA job becomes a suspended CronJob: started with `kubectl create job --from`.
@@ -288,6 +294,59 @@ def mcp_tools_resources() -> list[Resource]:
     return [deployment, svc]
 
 
+def ui_resources() -> list[Resource]:
+    """The UI: compose's image, port and settings (the API at the `functions` Service, API-key
+    sign-in), its session secret from `ascent-secrets`; a Service of compose's name, with client-IP
+    affinity so a browser's websocket stays on its pod when there are several."""
+    service = _compose()["services"][UI]
+    port = int(str(service["ports"][0]).split(":")[-1])
+    env: list[Resource] = [
+        {"name": name, "value": compose_value(value)}
+        for name, value in service["environment"].items()
+        if name != UI_SECRET
+    ]
+    secret = {"name": SECRETS, "key": UI_SECRET}
+    env.append({"name": UI_SECRET, "valueFrom": {"secretKeyRef": secret}})
+    probe = {"httpGet": {"path": "/", "port": port}}
+    container: Resource = {"name": UI, "image": service["image"]}
+    container["ports"] = [{"name": "http", "containerPort": port}]
+    container["env"] = env
+    container["resources"] = {
+        "requests": {"cpu": UI_CPU, "memory": UI_MEMORY},
+        "limits": {"memory": UI_MEMORY},
+    }
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    container["readinessProbe"] = {**probe, "periodSeconds": 10, "timeoutSeconds": 3}
+    container["livenessProbe"] = {**probe, "periodSeconds": 20, "timeoutSeconds": 3}
+    pod_security = {**_pod_security(serves=False), "runAsUser": UI_UID, "runAsGroup": UI_UID}
+    deployment: Resource = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": UI, "labels": _labels(UI)},
+        "spec": {
+            "selector": {"matchLabels": _labels(UI)},
+            "template": {
+                "metadata": {"labels": _labels(UI)},
+                "spec": {"securityContext": pod_security, "containers": [container]},
+            },
+        },
+    }
+    svc: Resource = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": UI, "labels": _labels(UI)},
+        "spec": {
+            "selector": _labels(UI),
+            "sessionAffinity": "ClientIP",
+            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+        },
+    }
+    return [deployment, svc]
+
+
 def job_resources() -> list[Resource]:
     """One CronJob per ACA job: same cron (UTC), command and timeout; never two at once."""
     timeouts = {d["name"]: d["replicaTimeout"] for d in json.loads(JOBS_JSON.read_text())}
@@ -439,6 +498,7 @@ def generated() -> dict[Path, str]:
         BASE / "app.yaml": dump(app_resources(), f"{compose} and the job registry"),
         BASE / "jobs.yaml": dump(job_resources(), "aca_jobs.JOBS and infra/bicep/app/jobs.json"),
         BASE / "mcp-tools.yaml": dump(mcp_tools_resources(), compose),
+        BASE / "ui.yaml": dump(ui_resources(), compose),
         BASE / "dapr.yaml": dump(dapr_resources(), "local/components"),
         LOCAL / "stores.yaml": dump(store_resources(), compose),
         LOCAL / "storage.yaml": dump(storage_resources(), compose),

@@ -55,6 +55,17 @@ if [ ! -x node_modules/.bin/azurite-queue ]; then
   fi
 fi
 
+# Debian's Chromium for the UI's browser tests (Playwright launches it by path; no browser
+# download works here). Installed when missing, as Azurite is; CI fails without it.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "installing chromium for the UI browser tests"
+  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed" >&2
+fi
+if ! command -v chromium >/dev/null 2>&1 && [ "${CI:-}" = "true" ]; then
+  echo "CI needs Debian's chromium (apt-get install chromium) for tests/ui/test_browser.py" >&2
+  exit 1
+fi
+
 # Independent test files run in parallel (one worker per file: a module's dev host is shared
 # by its tests). Each worker gets its own Postgres database (tests/conftest.py).
 .venv/bin/python -m pytest -n "${ASCENT_TEST_WORKERS:-4}" "$@"

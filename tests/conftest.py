@@ -181,6 +181,15 @@ def start_devhost(
     data_dir: Path, *, database_url: str | None = None, extra_env: dict[str, str] | None = None
 ) -> DevHost:
     """Start a dev host process on a free port and wait until /api/health answers."""
+    host = spawn_devhost(data_dir, database_url=database_url, extra_env=extra_env)
+    wait_healthy(host, poll=0.1)
+    return host
+
+
+def spawn_devhost(
+    data_dir: Path, *, database_url: str | None = None, extra_env: dict[str, str] | None = None
+) -> DevHost:
+    """Start a dev host process on a free port with the tests' settings (not yet healthy)."""
     env = {
         "ASCENT_ENV": "test",
         # Request-rate limits are off unless a test sets them (extra_env): tests that poll a
@@ -191,9 +200,7 @@ def start_devhost(
     if database_url:
         env["DATABASE_URL"] = database_url
     env.update(extra_env or {})
-    host = spawn(data_dir, env=env)
-    wait_healthy(host, poll=0.1)
-    return host
+    return spawn(data_dir, env=env)
 
 
 BACKENDS = [

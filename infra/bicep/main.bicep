@@ -46,7 +46,7 @@ param sessionBackend string = 'dapr'
 param agents string = ''
 
 @secure()
-@description('Secret settings by env var name (OPENAI_API_KEY, ASCENT_DEV_API_KEY, ASCENT_ADMIN_KEY, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ASCENT_MCP_TOOLS_TOKEN, ASCENT_MCP_SECRETS), filled by azd from the environment; empty values are not stored.')
+@description('Secret settings by env var name (OPENAI_API_KEY, ASCENT_DEV_API_KEY, ASCENT_ADMIN_KEY, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, ASCENT_MCP_TOOLS_TOKEN, ASCENT_MCP_SECRETS; the UI\'s CHAINLIT_AUTH_SECRET and OAUTH_AZURE_AD_CLIENT_SECRET), filled by azd from the environment; empty values are not stored.')
 param secretSettings object
 
 // --- Compute ---
@@ -54,6 +54,17 @@ param secretSettings object
 param functionsImage string = ''
 param functionsMinReplicas int = 0
 param functionsMaxReplicas int = 10
+
+// --- The UI tier (ui/, its own image and container app; docs/ui.md) ---
+@description('The UI image; azd sets SERVICE_UI_IMAGE_NAME after its first deploy of `ui`.')
+param uiImage string = ''
+@allowed(['key', 'entra'])
+@description('ASCENT_UI_AUTH: entra = Entra ID sign-in, its token sent to the API as a bearer; key = an Ascent API key as the password.')
+param uiAuth string = 'entra'
+@description('ASCENT_UI_API_SCOPE: the API scope the UI asks Entra for (api://<api app id>/access_as_user).')
+param uiApiScope string = ''
+@description('OAUTH_AZURE_AD_CLIENT_ID: the UI\'s Entra app registration.')
+param uiEntraClientId string = ''
 
 // The public Functions base image stands in until azd deploys the real one.
 var placeholderImage = 'mcr.microsoft.com/azure-functions/python:4-python3.11'
@@ -325,6 +336,36 @@ module mcpTools 'app/mcp-tools.bicep' = {
   dependsOn: [rbac]
 }
 
+// The UI's secrets: the session-signing secret (the preprovision hook makes one when the azd
+// environment has none) and, for Entra sign-in, the UI registration's client secret.
+var uiSecretRefs = concat(
+  [{ name: 'chainlit-auth-secret', keyVaultUrl: '${keyVault.outputs.uri}secrets/chainlit-auth-secret', identity: identity.outputs.id }],
+  empty(secretSettings.?OAUTH_AZURE_AD_CLIENT_SECRET ?? '') ? [] : [{ name: 'oauth-azure-ad-client-secret', keyVaultUrl: '${keyVault.outputs.uri}secrets/oauth-azure-ad-client-secret', identity: identity.outputs.id }]
+)
+
+// The UI (Chainlit): public, stateless, a client of the function app's public API.
+module ui 'app/ui.bicep' = {
+  name: 'ui'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.appContainerApps}ui-${resourceToken}'
+    environmentId: environment.outputs.id
+    environmentDomain: environment.outputs.defaultDomain
+    image: uiImage
+    registryServer: registry.outputs.loginServer
+    identityId: identity.outputs.id
+    apiUrl: '${functions.outputs.uri}/api'
+    auth: uiAuth
+    apiScope: uiApiScope
+    entraClientId: uiEntraClientId
+    secrets: uiSecretRefs
+  }
+  // Roles first: the first revision pulls with AcrPull and resolves Key Vault references.
+  dependsOn: [rbac]
+}
+
 module jobs 'app/jobs.bicep' = {
   name: 'jobs'
   scope: rg
@@ -355,6 +396,8 @@ output SERVICE_FUNCTIONS_URI string = functions.outputs.uri
 output ASCENT_MIGRATE_JOB string = jobs.outputs.names[0]
 output ASCENT_JOBS string = join(jobs.outputs.names, ' ')
 output ASCENT_MCP_TOOLS_APP string = mcpTools.outputs.name
+output SERVICE_UI_NAME string = ui.outputs.name
+output SERVICE_UI_URI string = ui.outputs.uri
 
 // Settings the code reads, for a local dev host pointed at the cloud (never secrets).
 output DATABASE_URL string = databaseUrl

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
 
     model_provider: ModelProviderName = Field("offline", alias="MODEL_PROVIDER")
     model_name: str = Field("gpt-4.1-mini", alias="MODEL_NAME")
+    # The offline model waits this long before each streamed text chunk, so a client (the UI's
+    # browser tests) can watch an answer grow before its run ends. 0: as fast as it can.
+    offline_token_delay_ms: int = Field(0, ge=0, le=1000, alias="ASCENT_OFFLINE_TOKEN_DELAY_MS")
     openai_api_key: SecretStr | None = Field(None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
     azure_openai_endpoint: str | None = Field(None, alias="AZURE_OPENAI_ENDPOINT")

@@ -66,7 +66,7 @@ def build_model_provider(settings: Settings) -> ModelProvider:
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     match settings.model_provider:
         case "offline":
-            return OfflineModelProvider()
+            return OfflineModelProvider(settings.offline_token_delay_ms)
         case "openai":
             return OpenAIProvider(openai_client=_openai_client(settings, key=key))
         case "azure":

@@ -31,10 +31,11 @@ How the answer is shaped follows the agent's settings, as a real model's would:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -264,6 +265,12 @@ def _estimate_tokens(text: str) -> int:
 class OfflineModel(Model):
     """The rule-based model described in this module's docstring."""
 
+    def __init__(self, token_delay_ms: int = 0) -> None:
+        # ASCENT_OFFLINE_TOKEN_DELAY_MS: a pause before each streamed text chunk, like a real
+        # model's pace, so streaming can be watched; `get_response` never waits.
+        self.token_delay = token_delay_ms / 1000
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
     def _decide(
         self,
         input: str | list[TResponseInputItem],
@@ -399,6 +406,8 @@ class OfflineModel(Model):
             )
             usage = self._usage(input, item)
             for event in _stream_events(item, usage):
+                if self.token_delay and isinstance(event, ResponseTextDeltaEvent):
+                    await self.sleep(self.token_delay)
                 yield event
             _trace_generation(span.span_data, tracing, input, item, usage)
 
@@ -564,8 +573,8 @@ def _stream_events(item: TResponseOutputItem, usage: Usage) -> list[TResponseStr
 class OfflineModelProvider(ModelProvider):
     """Hands every agent the offline model, whatever model name it asks for."""
 
-    def __init__(self) -> None:
-        self._model = OfflineModel()
+    def __init__(self, token_delay_ms: int = 0) -> None:
+        self._model = OfflineModel(token_delay_ms)
 
     def get_model(self, model_name: str | None) -> Model:
         """Return the shared offline model."""

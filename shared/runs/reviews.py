@@ -86,6 +86,7 @@ from shared.runs.records import (
 )
 from shared.security.auth import Principal
 from shared.security.thread_access import find_thread, review_visible
+from shared.security.tool_policy import classify, declared_mcp_classes
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,14 @@ def review_json(review: Review) -> Json:
         "decided_by": review.decided_by,
         "comment": review.comment,
         "always_approve_tool_for_thread": review.always_approve,
+        # The tool's impact class (read, write, spend) so a reviewer sees what is at stake.
+        "risk": tool_risk(review.tool) if review.kind == "tool" and review.tool else None,
     }
+
+
+def tool_risk(tool: str) -> str:
+    """A tool's risk class: an MCP server's declaration, else the catalog's (spend if unknown)."""
+    return declared_mcp_classes().get(tool) or classify(tool)
 
 
 def interrupt_json(review: Review) -> Json:

@@ -43,6 +43,8 @@ AZD_OUTPUTS = frozenset(
         "ASCENT_MIGRATE_JOB",
         "ASCENT_JOBS",
         "ASCENT_MCP_TOOLS_APP",
+        "SERVICE_UI_NAME",
+        "SERVICE_UI_URI",
     }
 )
 

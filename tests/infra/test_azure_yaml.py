@@ -24,25 +24,32 @@ def test_every_service_has_project_language_host() -> None:
         assert service["host"] == "containerapp", name
 
 
-def test_every_service_builds_the_repo_dockerfile_remotely() -> None:
-    """Each service builds the root Dockerfile in ACR (no local Docker needed)."""
+def test_every_service_builds_its_dockerfile_remotely() -> None:
+    """Each service builds in ACR (no local Docker needed): the app the root Dockerfile, the UI
+    its own (ui/Dockerfile, its own requirements), with its own folder as the build context."""
+    dockerfiles = {"functions": ROOT / "Dockerfile", "ui": ROOT / "ui" / "Dockerfile"}
     for name, service in azure_yaml()["services"].items():
         docker = service["docker"]
-        assert (ROOT / service["project"] / docker["path"]).resolve() == ROOT / "Dockerfile", name
+        assert (ROOT / service["project"] / docker["path"]).resolve() == dockerfiles[name], name
+        assert docker["context"] == ".", name
         assert docker["remoteBuild"] is True, name
 
 
 def test_one_service_builds_the_one_image() -> None:
-    """Only the function app is an azd service, so azd builds the Dockerfile once."""
-    assert set(azure_yaml()["services"]) == {"functions"}
+    """The app's image is built once (by `functions`); the only other service is the UI's."""
+    assert set(azure_yaml()["services"]) == {"functions", "ui"}
+    projects = [s["project"] for s in azure_yaml()["services"].values()]
+    assert projects.count(".") == 1
 
 
 def test_services_are_tagged_in_bicep() -> None:
-    """azd finds each service by tag: the app is tagged functions, each job by its name."""
+    """azd finds each service by tag: the app is tagged functions, the UI ui; jobs are none."""
     app_tags = resources("app/functions.bicep")["app"]["body"]["tags"]
     assert "'azd-service-name': 'functions'" in json.dumps(app_tags).replace('\\"', "'") or (
         {"'azd-service-name'": "functions"} in list(app_tags["function"]["parameters"].values())
     )
+    ui_tags = json.dumps(resources("app/ui.bicep")["app"]["body"]["tags"])
+    assert "azd-service-name" in ui_tags and '"ui"' in ui_tags
     job_tags = json.dumps(resources("app/jobs.bicep")["jobs"]["body"]["tags"])
     assert "azd-service-name" not in job_tags and "ascent-job" in job_tags
 

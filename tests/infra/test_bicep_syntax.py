@@ -31,6 +31,7 @@ def test_the_expected_modules_exist() -> None:
         "app/functions.bicep",
         "app/jobs.bicep",
         "app/mcp-tools.bicep",
+        "app/ui.bicep",
         "app/rbac.bicep",
         "core/monitoring.bicep",
         "core/identity.bicep",

@@ -84,3 +84,16 @@ def test_the_sidecar_points_at_the_host_port() -> None:
     """daprd calls the app on port 80, as the ACA Dapr config does."""
     command = compose()["services"]["daprd"]["command"]
     assert command[command.index("--app-port") + 1] == "80"
+
+
+def test_the_ui_is_its_own_service_talking_to_the_api_over_http() -> None:
+    """The UI is built from ui/ (its own image), points at the functions service's API and waits
+    for it to be healthy; its session secret is required."""
+    ui = compose()["services"]["ui"]
+    assert (
+        ui["build"]["context"] == "../ui"
+        and ui["image"] != compose()["services"]["functions"]["image"]
+    )
+    assert ui["environment"]["ASCENT_API_URL"] == "http://functions/api"
+    assert "${CHAINLIT_AUTH_SECRET:?" in ui["environment"]["CHAINLIT_AUTH_SECRET"]
+    assert ui["depends_on"]["functions"]["condition"] == "service_healthy"

@@ -378,3 +378,27 @@ def test_the_mcp_tool_server_runs_as_in_compose() -> None:
         url = _configmap()["ASCENT_MCP_TOOLS_URL"]
         assert url == f"http://{gen.MCP_TOOLS}:{port}/mcp"
         assert _pod(deployment)["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_ui_runs_as_in_compose() -> None:
+    """Each overlay runs the UI with compose's settings on its port, its session secret from
+    `ascent-secrets`, as the Dockerfile's non-root user, behind a Service of compose's name."""
+    service = compose()["services"][gen.UI]
+    port = int(service["ports"][0].split(":")[-1])
+    for overlay in ("local", "cluster"):
+        deployment = _one(overlay, "Deployment", gen.UI)
+        [container] = _pod(deployment)["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["ASCENT_API_URL"]["value"] == service["environment"]["ASCENT_API_URL"]
+        assert env["ASCENT_API_URL"]["value"].startswith(f"http://{gen.APP}/")
+        secret = env[gen.UI_SECRET]["valueFrom"]["secretKeyRef"]
+        assert secret == {"name": gen.SECRETS, "key": gen.UI_SECRET}
+        assert set(env) == set(service["environment"])
+        assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": port}
+        assert _pod(deployment)["securityContext"]["runAsUser"] == gen.UI_UID
+        assert f"--uid {gen.UI_UID}" in (ROOT / "ui" / "Dockerfile").read_text()
+        svc = _one(overlay, "Service", gen.UI)
+        assert svc["spec"]["ports"][0]["port"] == port
+    assert _pod(_one("cluster", "Deployment", gen.UI))["containers"][0]["image"].startswith(
+        "ghcr.io/"
+    )

@@ -117,12 +117,18 @@ def test_no_stored_secret_is_used(path: Path) -> None:
     assert uses == text.count("secrets.GITHUB_TOKEN"), path.name
 
 
-def test_publish_pushes_the_image_the_cluster_overlay_runs() -> None:
-    """publish pushes ghcr.io/<owner>/ascent-functions, the cluster overlay's image name."""
-    meta = next(s for s in _steps("publish") if s.get("id") == "meta")
-    image = meta["with"]["images"]
-    assert image == "ghcr.io/${{ github.repository_owner }}/ascent-functions"
+def test_publish_pushes_the_images_the_cluster_overlay_runs() -> None:
+    """publish pushes ghcr.io/<owner>/ascent-functions and ascent-ui (from ui/Dockerfile), the
+    cluster overlay's image names for compose's two images."""
     overlay = yaml.safe_load((ROOT / "infra/k8s/overlays/cluster/kustomization.yaml").read_text())
-    (entry,) = overlay["images"]
-    assert entry["newName"] == "ghcr.io/OWNER/ascent-functions"
-    assert entry["name"] == compose()["services"]["functions"]["image"].split(":")[0]
+    entries = {e["name"]: e["newName"] for e in overlay["images"]}
+    for step_id, service, dockerfile in (
+        ("meta", "functions", "Dockerfile"),
+        ("ui-meta", "ui", "ui/Dockerfile"),
+    ):
+        meta = next(s for s in _steps("publish") if s.get("id") == step_id)
+        name = compose()["services"][service]["image"].split(":")[0]
+        assert meta["with"]["images"] == "ghcr.io/${{ github.repository_owner }}/" + name
+        assert entries[name] == f"ghcr.io/OWNER/{name}"
+        build = next(s for s in _steps("publish") if f"steps.{step_id}.outputs.tags" in str(s))
+        assert build["with"]["file"] == dockerfile

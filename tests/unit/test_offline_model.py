@@ -219,6 +219,25 @@ class TestStreaming:
         assert len(deltas) > 1
         assert "".join(deltas) == result.final_output
 
+    async def test_a_token_delay_pauses_before_each_text_chunk_only(self) -> None:
+        """With ASCENT_OFFLINE_TOKEN_DELAY_MS the stream pauses once per text delta, that long."""
+        pauses: list[float] = []
+
+        async def record(seconds: float) -> None:
+            pauses.append(seconds)
+
+        provider = OfflineModelProvider(25)
+        model = provider.get_model(None)
+        assert isinstance(model, OfflineModel)
+        model.sleep = record
+        config = RunConfig(model_provider=provider, tracing_disabled=True)
+        result = Runner.run_streamed(Agent(name="plain"), "tell me something", run_config=config)
+        deltas = [
+            e async for e in result.stream_events()
+            if e.type == "raw_response_event" and isinstance(e.data, ResponseTextDeltaEvent)
+        ]  # fmt: skip
+        assert pauses == [0.025] * len(deltas)
+
     async def test_stream_ends_with_response_completed(self) -> None:
         """The last raw model event of a streamed run is response.completed."""
         result = Runner.run_streamed(Agent(name="plain"), "hello", run_config=offline_config())

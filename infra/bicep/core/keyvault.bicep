@@ -75,5 +75,19 @@ resource ascentMcpSecrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!
   properties: { value: secretValues.ASCENT_MCP_SECRETS }
 }
 
+// CHAINLIT_AUTH_SECRET: signs the UI's session tokens and seals the credential they carry.
+resource chainlitAuthSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?CHAINLIT_AUTH_SECRET ?? '')) {
+  parent: vault
+  name: 'chainlit-auth-secret'
+  properties: { value: secretValues.CHAINLIT_AUTH_SECRET }
+}
+
+// OAUTH_AZURE_AD_CLIENT_SECRET: the UI's Entra app registration secret (Entra sign-in).
+resource oauthAzureAdClientSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValues.?OAUTH_AZURE_AD_CLIENT_SECRET ?? '')) {
+  parent: vault
+  name: 'oauth-azure-ad-client-secret'
+  properties: { value: secretValues.OAUTH_AZURE_AD_CLIENT_SECRET }
+}
+
 output name string = vault.name
 output uri string = vault.properties.vaultUri
