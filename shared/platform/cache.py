@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shared.core.services import service
+from shared.core.services import SERVICES, service
 from shared.core.settings import get_settings
 
 if TYPE_CHECKING:
@@ -156,6 +156,7 @@ def get_cache() -> RedisCache | None:
 
 async def close_cache() -> None:
     """Close and forget the running loop's cache (tests and shutdown hooks)."""
-    held = get_cache.pop_here()
+    # Through the registry, not the getter: tests may replace `get_cache` on this module.
+    held: RedisCache | None = SERVICES.pop_here("cache")
     if held is not None:
         await held.aclose()

@@ -40,14 +40,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import Row, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.core.errors import NotFound, ServiceUnavailable
 from shared.core.settings import get_settings
-from shared.core.validation import JsonInt
 from shared.db import direct, repo
 from shared.db.direct import Tx
 from shared.db.models import utcnow
@@ -269,7 +268,7 @@ async def publish_overrides(tenant_id: str, overrides: Overrides) -> None:
 
 # --- admin API: GET/PUT /api/platform/tenants/{tenant_id}/limits -----------------------------
 
-Budget = Annotated[JsonInt, Field(ge=0, le=MAX_BUDGET)]
+Budget = Annotated[StrictInt, Field(ge=0, le=MAX_BUDGET)]
 
 
 class LimitOverrides(BaseModel):

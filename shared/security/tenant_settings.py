@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.core.validation import JsonInt
 from shared.db.jobs_models import TenantRetention
 from shared.db.models import utcnow
 from shared.db.review_models import ToolPolicy
@@ -49,7 +48,7 @@ MAX_POLICY_TOOLS = 64
 
 # --- retention -------------------------------------------------------------------------------
 
-Days = Annotated[JsonInt, Field(ge=0, le=MAX_DAYS)]
+Days = Annotated[StrictInt, Field(ge=0, le=MAX_DAYS)]
 
 
 class RetentionOverrides(BaseModel):

@@ -223,7 +223,7 @@ async def test_log_lines_of_a_run_carry_its_ids(
     and the JSON formatter writes them."""
     import json
 
-    from shared.agents import assistant
+    from examples import assistant
     from shared.core.telemetry import JsonFormatter, install_redaction
 
     install_redaction()
