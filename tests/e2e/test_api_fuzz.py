@@ -6,7 +6,8 @@ B's key against a host where tenant A owns data, and checks each answer: never A
 never a 5xx, and the status code, content type, headers and body the document declares. (Every
 schemathesis check over every operation as the owner: tests/chaos/test_schemathesis_all_checks.py;
 unstorable text on both backends: tests/chaos/test_unstorable_fuzz.py.) The pytest plugin is not
-used: the Python API inside one ordinary test keeps the fixture, the timeout and `filterwarnings = error` of this suite.
+used: the Python API inside one ordinary test keeps the fixture, the timeout and
+`filterwarnings = error` of this suite.
 """
 
 from __future__ import annotations
