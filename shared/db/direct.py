@@ -16,14 +16,14 @@ wait on each other or fail with "database is locked". Measured on this project's
 thread per connection is no better under load: each statement releases and re-takes the GIL,
 and the event loop, busy running agents, keeps it for up to the switch interval each time.
 
-- **SQLite** runs units on the event loop's own thread, on sync sqlite3 connections: a
-  statement is ~20 µs of CPU and there is no hand-off at all. The units submitted while the
-  loop is busy form one batch (one `BEGIN IMMEDIATE` ... `COMMIT`), so there is exactly one
-  write transaction at a time in this process. The connection never waits for a lock on the
-  loop: it asks with a busy timeout of 0 and, when another connection (another process on the
-  file, or this process's async engine) holds the write lock, hands the batch to a fallback
-  thread that waits its turn (ASCENT's busy timeout, 15 s). The WAL is checkpointed from that
-  thread too, never on the loop.
+- **SQLite** runs units on the event loop's own thread, on sync connections of the process's one
+  SQLite library (shared/db/sqlite_driver.py): a statement is ~20 µs of CPU and there is no hand-off
+  at all. The units submitted while the loop is busy form one batch (one `BEGIN IMMEDIATE` ...
+  `COMMIT`), so there is exactly one write transaction at a time in this process. The connection
+  never waits for a lock on the loop: it asks with a busy timeout of 0 and, when another connection
+  (another process on the file, or this process's async engine) holds the write lock, hands the
+  batch to a fallback thread that waits its turn (ASCENT's busy timeout, 15 s). The WAL is
+  checkpointed from that thread too, never on the loop.
 - **Postgres** (and CockroachDB) runs units through the async psycopg driver with
   `AsyncConnection.run_sync`: statements await the network without blocking the loop or
   involving a thread. ASCENT_DB_WRITERS batches can be in flight at once, since row locks let
@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from shared.core.services import service
 from shared.core.settings import get_settings
 from shared.db.engine import SQLITE_BUSY_TIMEOUT_MS, entra_password, load_stored_json
+from shared.db.sqlite_driver import sqlite_module
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,9 @@ def _sqlite_engine(url: str, *, busy_ms: int, pool_size: int, writes: bool) -> E
         url,
         pool_size=pool_size,
         max_overflow=0,
+        # The async engine's SQLite library, never a second copy: two copies in one process
+        # break each other's file locks, and commits are lost (sqlite.org/howtocorrupt.html).
+        module=sqlite_module(),
         connect_args={"check_same_thread": False, "timeout": busy_ms / 1000},
         json_deserializer=load_stored_json,
     )
@@ -178,7 +181,7 @@ def _sqlite_engine(url: str, *, busy_ms: int, pool_size: int, writes: bool) -> E
 
 def _is_busy(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", exc)
-    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig).lower()
+    return isinstance(orig, sqlite_module().OperationalError) and "locked" in str(orig).lower()
 
 
 class SqliteDirect:

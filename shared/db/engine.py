@@ -75,7 +75,7 @@ def build_engine(url: str) -> AsyncEngine:
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        # Function-local: sqlean and sqlite-vec load only for the SQLite engine.
+        # Function-local to keep cold start fast: sqlean and sqlite-vec load only for SQLite.
         from shared.db.sqlite_driver import async_dbapi
 
         # sqlean's sqlite3 with sqlite-vec (shared/db/sqlite_driver.py), not the stdlib module.

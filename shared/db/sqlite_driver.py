@@ -10,6 +10,12 @@ IntegrityError and "database is locked" are recognised as with sqlite3).
 
 Where sqlean or sqlite-vec is not installed, or the stdlib module cannot load extensions, the
 engine uses plain `sqlite3` and search falls back to the exact scan (logged once).
+
+Every SQLite engine of the process (the async one, the direct writer's, the backlog reader's)
+takes its connections from `sqlite_module()`. Two SQLite libraries in one process each keep
+their own POSIX locks on the same file, and closing a descriptor in one drops the other's
+locks: commits were lost that way (a run's start, then its outcome) before every engine shared
+one library.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def _sqlite_module() -> ModuleType:
-    """sqlean's sqlite3 module where installed, else the stdlib's."""
+@lru_cache(maxsize=1)
+def sqlite_module() -> ModuleType:
+    """sqlean's sqlite3 module where installed, else the stdlib's: the one SQLite library every
+    engine of this process uses (two copies in one process break each other's POSIX locks)."""
     try:
         import sqlean  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - requirements.txt installs it
@@ -66,7 +74,7 @@ def async_dbapi() -> Any:
     import aiosqlite
     from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
 
-    sqlite = _sqlite_module()
+    sqlite = sqlite_module()
 
     def connect(database: str, *, iter_chunk_size: int = 64, **kwargs: Any) -> Any:
         return aiosqlite.Connection(partial(_open, sqlite, database, **kwargs), iter_chunk_size)
@@ -91,4 +99,4 @@ def async_dbapi() -> Any:
 
 def sync_connect(database: str, **kwargs: Any) -> Any:
     """A sync connection of the same module, with sqlite-vec loaded where possible."""
-    return _open(_sqlite_module(), database, **kwargs)
+    return _open(sqlite_module(), database, **kwargs)

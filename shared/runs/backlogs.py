@@ -24,6 +24,7 @@ from shared.db.event_models import OutboxEvent, WebhookDelivery
 from shared.db.models import utcnow
 from shared.db.queue_models import QueueMessage
 from shared.db.review_models import Review
+from shared.db.sqlite_driver import sqlite_module
 from shared.db.types import as_utc
 from shared.platform import observability
 from shared.platform.queues import RUNS_QUEUE
@@ -45,6 +46,7 @@ def _engine() -> Engine:
             options: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_pre_ping": True}
             if url.startswith("sqlite"):
                 options["connect_args"] = {"check_same_thread": False}
+                options["module"] = sqlite_module()  # one SQLite library per process
             found = _ENGINES[url] = create_engine(url, **options)
         return found
 

@@ -570,10 +570,15 @@ async def _execute_held(
                 ex, fresh_thread=fresh_thread, taken_over=taken_over, maybe_resumed=maybe_resumed
             )
     except BaseException:
-        # Give the lease up at once, so a redelivery or the sweeper need not wait it out.
+        # Give the lease up at once, so a redelivery or the sweeper need not wait it out. A
+        # queue delivery's message comes back by itself: the sweeper must not send another.
         held.drop(run.id)
+        redelivered = entry_point(owner) == "queue" and get_settings().queue_backend != "inline"
+        release = partial(
+            records.release_lease, run_id=run.id, owner=owner, redelivered=redelivered
+        )
         with suppress(Exception):
-            await direct.write(partial(records.release_lease, run_id=run.id, owner=owner))
+            await direct.write(release)
         raise
     finally:
         held.drop(run.id)

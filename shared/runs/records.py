@@ -27,7 +27,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -54,6 +66,10 @@ TERMINAL: Final = frozenset({"success", "error", "timeout", "interrupted"})
 # Why a run ended without an answer, as recorded in `runs.error` (never internals).
 CANCELLED: Final = "cancelled"
 EXECUTOR_LOST: Final = "the instance executing the run stopped before it ended"
+# The lease of a queue delivery whose execution raised: the queue redelivers its message (or
+# dead-letters it), so the sweeper leaves the run alone; without this, every sweep between
+# two deliveries sent one more message and a poison run ran more times than maxDequeueCount.
+REDELIVERING: Final = "redeliver:"
 
 
 # Statements built once: building one per call costs ~100 µs, executing a prebuilt one ~20 µs
@@ -647,9 +663,24 @@ def renew_lease(tx: Tx, run_id: str, *, owner: str) -> bool:
     return tx.conn.execute(_RENEW_LEASE, params).rowcount == 1
 
 
-def release_lease(tx: Tx, run_id: str, *, owner: str) -> None:
-    """Let `owner`'s lease lapse now (its execution failed): the next delivery takes over."""
-    tx.conn.execute(_RENEW_LEASE, _p(run_id=run_id, owner=owner, until=utcnow()))
+def release_lease(tx: Tx, run_id: str, *, owner: str, redelivered: bool = False) -> None:
+    """Let `owner`'s lease lapse now (its execution failed): the next delivery takes over.
+
+    `redelivered`: the queue will deliver the message again, so the lease is marked REDELIVERING
+    and the sweeper does not hand the run out a second time (see `expired_leases`).
+    """
+    values: dict[str, Any] = {"lease_expires_at": utcnow()}
+    if redelivered:
+        values["lease_owner"] = REDELIVERING + owner
+    tx.conn.execute(
+        update(RUNS)
+        .where(
+            RUNS.c.id == run_id,
+            RUNS.c.status.in_(("pending", "running")),
+            RUNS.c.lease_owner == owner,
+        )
+        .values(**values)
+    )
 
 
 def record_history_start(tx: Tx, run_id: str, *, owner: str, length: int) -> None:
@@ -816,14 +847,26 @@ def end_lapsed_pending(tx: Tx, run_id: str, *, error: str) -> Run | None:
     return run
 
 
-def expired_leases(tx: Tx, *, limit: int = 500) -> list[Run]:
-    """Running runs whose lease lapsed (their executor died), oldest lease first."""
+def expired_leases(
+    tx: Tx, *, redelivery_grace: timedelta = timedelta(0), limit: int = 500
+) -> list[Run]:
+    """Running runs whose lease lapsed (their executor died), oldest lease first.
+
+    A lease a failing queue delivery released (REDELIVERING) counts only `redelivery_grace`
+    after it lapsed: until then the queue's own redelivery or dead-letter handles the run.
+    """
+    now = utcnow()
     rows = tx.conn.execute(
         select(RUNS)
         .where(
             RUNS.c.status == "running",
             RUNS.c.lease_expires_at.is_not(None),
-            RUNS.c.lease_expires_at < utcnow(),
+            RUNS.c.lease_expires_at < now,
+            or_(
+                RUNS.c.lease_owner.is_(None),
+                not_(RUNS.c.lease_owner.startswith(REDELIVERING, autoescape=True)),
+                RUNS.c.lease_expires_at < now - redelivery_grace,
+            ),
         )
         .order_by(RUNS.c.lease_expires_at)
         .limit(limit)

@@ -422,7 +422,8 @@ async def sweep() -> SweepReport:
     """Find stranded runs and recover each once (see the module docstring)."""
     settings = get_settings()
     older_than = utcnow() - timedelta(seconds=settings.sweep_pending_after_seconds)
-    lapsed = await direct.read(lambda tx: records.expired_leases(tx))
+    grace = timedelta(seconds=settings.sweep_pending_after_seconds)
+    lapsed = await direct.read(lambda tx: records.expired_leases(tx, redelivery_grace=grace))
     unclaimed = await direct.read(lambda tx: records.lapsed_pending(tx))
     expired: list[str] = []
     ended: list[str] = []

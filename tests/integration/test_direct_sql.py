@@ -8,7 +8,6 @@ the write lock, a write waits its turn instead of answering "database is locked"
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from sqlalchemy import event, insert, select
 from shared.db import direct
 from shared.db.direct import Tx
 from shared.db.models import Tenant, utcnow
+from shared.db.sqlite_driver import sqlite_module
 from tests.conftest import BACKENDS, POSTGRES_URL
 
 TENANTS = Tenant.__table__  # type: ignore[attr-defined]
@@ -136,7 +136,8 @@ async def test_a_write_waits_for_another_connections_lock_instead_of_failing(
     from shared.core.settings import get_settings
 
     path = get_settings().data_dir / "ascent.db"
-    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    # The process's one SQLite library: a second copy would not see the engine's locks.
+    other = sqlite_module().connect(path, isolation_level=None, timeout=0)
     other.execute("BEGIN IMMEDIATE")
     try:
         pending = asyncio.ensure_future(direct.write(_add("patient")))
@@ -150,3 +151,23 @@ async def test_a_write_waits_for_another_connections_lock_instead_of_failing(
         other.close()
     tenant_id = await asyncio.wait_for(pending, timeout=30)
     assert await _names([tenant_id]) == {"patient"}
+
+
+def test_every_sqlite_engine_of_the_process_uses_one_sqlite_library(tmp_path: Path) -> None:
+    """The async engine, the direct writer and the backlog reader open SQLite files with the
+    same library: two copies in one process drop each other's locks and lose commits."""
+    from shared.db.engine import build_engine
+    from shared.runs import backlogs
+
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    writer = direct.SqliteDirect(url)
+    try:
+        libraries = {
+            id(build_engine(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}").dialect.dbapi.sqlite),
+            id(writer._loop_engine.dialect.dbapi),
+            id(writer._wait_engine.dialect.dbapi),
+            id(backlogs._engine().dialect.dbapi),
+        }
+    finally:
+        writer.close()
+    assert libraries == {id(sqlite_module())}

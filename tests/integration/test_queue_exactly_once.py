@@ -254,6 +254,31 @@ async def test_sweeper_reenqueues_lapsed_and_stale_pending_runs(
     assert (await sweep()).stale_pending == []
 
 
+async def test_sweeper_leaves_a_failed_delivery_to_the_queue_until_the_pending_bound(
+    schema: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose queue delivery raised (lease marked REDELIVERING) gets no second message
+    from the sweeper: the queue redelivers it or dead-letters it. Only past
+    ASCENT_SWEEP_PENDING_AFTER_SECONDS does the sweeper hand it out, as a safety net."""
+    from aca_jobs.sweep_leases import sweep
+    from shared.core.settings import get_settings
+    from shared.runs.records import REDELIVERING
+
+    run = await pending_run("flaky")
+    await set_run(
+        run.id,
+        status="running",
+        lease_owner=REDELIVERING + "q:failed",
+        lease_expires_at=utcnow() - timedelta(seconds=5),
+    )
+    assert (await sweep()).expired == []
+    assert await get_queue_backend().count("agent-runs") == 0
+    monkeypatch.setenv("ASCENT_SWEEP_PENDING_AFTER_SECONDS", "1")
+    get_settings.cache_clear()
+    assert (await sweep()).expired == [run.id]
+    assert await get_queue_backend().count("agent-runs") == 1
+
+
 async def test_sweeper_ends_a_lapsed_run_whose_client_went_with_its_executor(
     schema: None,
 ) -> None:
