@@ -13,16 +13,24 @@ def database_unavailable(exc: BaseException) -> bool:
 
     Covers a killed backend, a restart or failover (psycopg's OperationalError, wrapped by
     SQLAlchemy), and the PendingRollbackError a connection invalidated mid-transaction
-    leaves; SQLite's "database is locked" counts too (busy: retry later).
+    leaves; SQLite's "database is locked" counts too (busy: retry later), and so does a pool
+    with no connection free within its timeout (saturated: retry later, not a bug).
     """
-    # Function-local: SQLAlchemy's exceptions load with the first failure, not at import.
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
+    # Function-local to keep cold start fast: SQLAlchemy's exceptions load with the first
+    # failure, not at import.
+    from sqlalchemy.exc import (
+        DBAPIError,
+        InterfaceError,
+        OperationalError,
+        PendingRollbackError,
+    )
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
             return False
-        if isinstance(seen, (OperationalError, InterfaceError, PendingRollbackError)):
+        if isinstance(seen, (OperationalError, InterfaceError, PendingRollbackError, PoolTimeout)):
             return True
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
             return True

@@ -69,6 +69,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+SQLITE_POOL_TIMEOUT_SECONDS = 90
+
+
 def build_engine(url: str) -> AsyncEngine:
     """Create an async engine for a SQLAlchemy URL, with SQLite tuned for several processes."""
     if url.startswith("sqlite"):
@@ -83,6 +86,9 @@ def build_engine(url: str) -> AsyncEngine:
             url,
             pool_size=20,
             max_overflow=0,
+            # One machine's file: a checkout waits on this machine's CPU, never on a dead
+            # server, so it waits longer than the default 30 s before answering 503.
+            pool_timeout=SQLITE_POOL_TIMEOUT_SECONDS,
             module=async_dbapi(),
             json_deserializer=load_stored_json,
         )
