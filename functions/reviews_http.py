@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import JSONResponse, Request, Response
-from pydantic import ValidationError
 
 from shared.api.http import api, principal_of, read_json
 from shared.api.openapi import documented
 from shared.api.protocol import parse_id
-from shared.core.errors import ValidationFailed
+from shared.core.errors import validated
 from shared.runs import reviews, service
 
 bp = func.Blueprint()
@@ -36,14 +35,9 @@ def _review_id(req: Request) -> str:
 async def list_reviews(req: Request) -> Response:
     """The tenant's reviews in a status, oldest first; filter by agent and age in seconds."""
     principal = await principal_of(req)
-    try:
-        query = reviews.ReviewQuery.model_validate(dict(req.query_params))
-    except ValidationError as exc:
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        raise ValidationFailed("The query has invalid parameters.", errors=errors) from None
+    query = validated(
+        reviews.ReviewQuery, dict(req.query_params), "The query has invalid parameters."
+    )
     return JSONResponse(await reviews.list_reviews(principal, query))
 
 

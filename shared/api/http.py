@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, RootModel, ValidationError
+from pydantic import BaseModel, RootModel
 from starlette.requests import ClientDisconnect
 
 from shared.api import cors
@@ -23,6 +23,7 @@ from shared.core.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     ValidationFailed,
+    validated,
 )
 from shared.core.settings import get_settings
 from shared.core.telemetry import install_redaction
@@ -177,15 +178,7 @@ async def read_json(req: Request, model: type[ModelT]) -> ModelT:
     # A list-bodied endpoint declares a RootModel of a list (`POST /runs/batch`).
     if not isinstance(data, dict) and not (isinstance(data, list) and issubclass(model, RootModel)):
         raise ValidationFailed("The body must be a JSON object.")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        # Report where and why, never the offending value (it may be a secret).
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        raise ValidationFailed("The body has missing or invalid fields.", errors=errors) from None
+    return validated(model, data, "The body has missing or invalid fields.")
 
 
 def unstorable_jsonrpc(raw: bytes) -> JSONResponse | None:

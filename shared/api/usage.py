@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import col, select
 
-from shared.core.errors import ValidationFailed
+from shared.core.errors import validated
 from shared.db.engine import db_session
 from shared.db.jobs_models import UsageDaily
 from shared.db.models import Tenant
@@ -107,14 +107,7 @@ def today() -> date:
 
 def parse_query(params: Iterable[tuple[str, str]]) -> UsageQuery:
     """Validate the query string: 422 naming the parameter when it is wrong."""
-    try:
-        return UsageQuery.model_validate(dict(params))
-    except ValidationError as exc:
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        raise ValidationFailed("The query has invalid parameters.", errors=errors) from None
+    return validated(UsageQuery, dict(params), "The query has invalid parameters.")
 
 
 async def _rolled_up(tenant_id: str | None, first: date, last: date) -> list[UsageRow]:

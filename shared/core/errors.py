@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
 
 
 class AscentError(Exception):
@@ -52,6 +57,22 @@ class ValidationFailed(AscentError):
     """The body parsed but its fields are missing or out of range."""
 
     status, code, title = 422, "validation-failed", "Validation failed"
+
+
+def validated(model: type[ModelT], data: Any, message: str) -> ModelT:
+    """`model` from `data`, or ValidationFailed (422) listing each wrong field's location and
+    reason, never its value (it may be a secret)."""
+    # Function-local to keep cold start fast: pydantic's errors load with the first use.
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise ValidationFailed(message, errors=errors) from None
 
 
 class GuardrailTripped(AscentError):
