@@ -171,6 +171,8 @@ _RENEW_LEASE = (
     )
     .values(lease_expires_at=_B("until"))
 )
+# A failed execution's lease, lapsed at once and (for a queue delivery) marked REDELIVERING.
+_RELEASE_LEASE = _RENEW_LEASE.values(lease_owner=_B("marked"))
 # A receiver claims a pending run unless another live receiver holds it (a duplicate message).
 _CLAIM_PENDING = (
     update(RUNS)
@@ -669,18 +671,8 @@ def release_lease(tx: Tx, run_id: str, *, owner: str, redelivered: bool = False)
     `redelivered`: the queue will deliver the message again, so the lease is marked REDELIVERING
     and the sweeper does not hand the run out a second time (see `expired_leases`).
     """
-    values: dict[str, Any] = {"lease_expires_at": utcnow()}
-    if redelivered:
-        values["lease_owner"] = REDELIVERING + owner
-    tx.conn.execute(
-        update(RUNS)
-        .where(
-            RUNS.c.id == run_id,
-            RUNS.c.status.in_(("pending", "running")),
-            RUNS.c.lease_owner == owner,
-        )
-        .values(**values)
-    )
+    marked = REDELIVERING + owner if redelivered else owner
+    tx.conn.execute(_RELEASE_LEASE, _p(run_id=run_id, owner=owner, until=utcnow(), marked=marked))
 
 
 def record_history_start(tx: Tx, run_id: str, *, owner: str, length: int) -> None:

@@ -421,8 +421,10 @@ class SweepReport:
 async def sweep() -> SweepReport:
     """Find stranded runs and recover each once (see the module docstring)."""
     settings = get_settings()
-    older_than = utcnow() - timedelta(seconds=settings.sweep_pending_after_seconds)
+    # One bound for both: a pending run untouched this long, and a failed delivery's run the
+    # queue has not redelivered in this long, are handed out again.
     grace = timedelta(seconds=settings.sweep_pending_after_seconds)
+    older_than = utcnow() - grace
     lapsed = await direct.read(lambda tx: records.expired_leases(tx, redelivery_grace=grace))
     unclaimed = await direct.read(lambda tx: records.lapsed_pending(tx))
     expired: list[str] = []

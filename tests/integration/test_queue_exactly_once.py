@@ -21,6 +21,7 @@ from shared.db import repo
 from shared.db.engine import db_session, get_engine
 from shared.db.migrate import migrate
 from shared.db.models import Run, RunEvent, Thread, utcnow
+from shared.db.types import as_utc
 from shared.memory.sessions import build_session
 from shared.platform.queues import QueueOptions, get_queue_backend, reset_queue_backends
 from shared.runs.dispatch import RunMessage, send_run_message
@@ -252,6 +253,32 @@ async def test_sweeper_reenqueues_lapsed_and_stale_pending_runs(
     assert await get_queue_backend().count("agent-runs") == 2
     # A second sweep right away sends nothing for the stale pending run.
     assert (await sweep()).stale_pending == []
+
+
+async def test_a_failed_queue_delivery_lapses_its_lease_marked_for_redelivery(
+    schema: None,
+) -> None:
+    """Releasing a failed queue delivery's lease lapses it now and marks it REDELIVERING; a
+    failed execution with no queue behind it (inline) keeps its owner, for the sweeper."""
+    from functools import partial
+
+    from shared.db import direct
+    from shared.runs.records import REDELIVERING, release_lease
+
+    queued, inline = await pending_run("queued"), await pending_run("inline")
+    for run, owner in ((queued, "q:one"), (inline, "q:two")):
+        await set_run(
+            run.id,
+            status="running",
+            lease_owner=owner,
+            lease_expires_at=utcnow() + timedelta(seconds=30),
+        )
+    await direct.write(partial(release_lease, run_id=queued.id, owner="q:one", redelivered=True))
+    await direct.write(partial(release_lease, run_id=inline.id, owner="q:two"))
+    marked, kept = await reload(queued.id), await reload(inline.id)
+    assert marked.lease_owner == REDELIVERING + "q:one" and kept.lease_owner == "q:two"
+    for run in (marked, kept):
+        assert run.lease_expires_at is not None and as_utc(run.lease_expires_at) <= utcnow()
 
 
 async def test_sweeper_leaves_a_failed_delivery_to_the_queue_until_the_pending_bound(
