@@ -103,12 +103,7 @@ class JobScheduler:
                 log.warning("job %s: previous execution still running; tick skipped", job.name)
                 return None
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "aca_jobs", job.name],
-                cwd=self.cwd,
-                env=self.env,
-                # Its own session: a Ctrl-C in the dev terminal reaches the dev host, whose
-                # stop() ends executions with SIGTERM, not every job mid-statement at once.
-                start_new_session=True,
+                [sys.executable, "-m", "aca_jobs", job.name], cwd=self.cwd, env=self.env
             )
             execution = Execution(name=job.name, pid=process.pid, started_at=time.monotonic())
             self._running[job.name] = (process, execution)
